@@ -1,0 +1,1 @@
+"""DeepTrust detector: frame sampling, InceptionV3 + LSTM model, training, evaluation, bundles."""

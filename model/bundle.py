@@ -1,0 +1,128 @@
+"""The model bundle: a directory (local or ``s3://``) with ``bundle.json`` and the weights.
+
+``model_version`` is a hash of everything in ``bundle.json`` (which itself records the sha256 of
+each weights file), so any change to the weights, the settings or the threshold yields a new
+version, and a scan re-scores videos with it. Loading re-hashes every file and refuses a bundle
+whose contents do not match; the head loads in Keras safe mode, so a bundle cannot run code.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tempfile
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import keras
+import tensorflow as tf
+
+from model.backbone import build_backbone, describe_source
+from model.config import DetectorConfig
+from model.dataset import LABELS
+from model.detector import Detector, make_strategy
+from model.errors import BundleError
+from model.storage import fetch_tree, is_s3
+
+FORMAT_VERSION = 1
+MANIFEST = "bundle.json"
+BACKBONE_FILE = "backbone.weights.h5"
+HEAD_FILE = "head.keras"
+_WEIGHT_KEYS = ("weights_source", "weights_label", "weights_sha256")
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def content_version(manifest: dict[str, Any]) -> str:
+    body = {k: v for k, v in manifest.items() if k != "model_version"}
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+def save_bundle(
+    out: str | Path,
+    detector: Detector,
+    *,
+    metrics: dict[str, Any],
+    training: dict[str, Any],
+) -> dict[str, Any]:
+    """Write ``detector`` and its record to the local directory ``out``; returns the manifest."""
+    root = Path(out)
+    root.mkdir(parents=True, exist_ok=True)
+    detector.backbone.save_weights(root / BACKBONE_FILE)
+    detector.head.save(root / HEAD_FILE)
+    files = {name: sha256_file(root / name) for name in (BACKBONE_FILE, HEAD_FILE)}
+    config = detector.config.to_dict()
+    config["backbone"].update(
+        weights_source=detector.weights_source,
+        weights_label=describe_source(detector.weights_source),
+        weights_sha256=files[BACKBONE_FILE],
+    )
+    manifest: dict[str, Any] = {
+        "format_version": FORMAT_VERSION,
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "labels": {"positive": LABELS[1], "negative": LABELS[0]},
+        **config,
+        "files": files,
+        "metrics": metrics,
+        "training": training,
+    }
+    manifest["model_version"] = content_version(manifest)
+    (root / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    return manifest
+
+
+def read_manifest(root: Path) -> dict[str, Any]:
+    """Parse and verify ``bundle.json`` and the files it names."""
+    path = root / MANIFEST
+    if not path.is_file():
+        raise BundleError(f"{root} is not a model bundle: {MANIFEST} is missing")
+    try:
+        manifest = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise BundleError(f"{path} is not valid JSON: {err}") from err
+    if manifest.get("format_version") != FORMAT_VERSION:
+        raise BundleError(f"{path}: unsupported bundle format {manifest.get('format_version')!r}")
+    if manifest.get("model_version") != content_version(manifest):
+        raise BundleError(f"{path} was modified after it was written: model_version mismatch")
+    for name, expected in manifest.get("files", {}).items():
+        file = root / name
+        if Path(name).name != name or not file.is_file():
+            raise BundleError(f"bundle file {name!r} is missing")
+        if sha256_file(file) != expected:
+            raise BundleError(f"bundle file {name} does not match its recorded sha256: tampered")
+    if set(manifest.get("files", {})) != {BACKBONE_FILE, HEAD_FILE}:
+        raise BundleError(f"{path} must list {BACKBONE_FILE} and {HEAD_FILE}")
+    return manifest
+
+
+def detector_config(manifest: dict[str, Any]) -> DetectorConfig:
+    data = {k: manifest[k] for k in ("sampling", "face", "backbone", "head", "decision")}
+    data["backbone"] = {k: v for k, v in data["backbone"].items() if k not in _WEIGHT_KEYS}
+    return DetectorConfig.from_dict(data)
+
+
+def load_bundle(
+    uri: str, strategy: tf.distribute.Strategy | None = None
+) -> tuple[Detector, dict[str, Any]]:
+    """Verify and load a bundle from a local directory or an ``s3://`` prefix."""
+    if is_s3(uri):
+        root = fetch_tree(uri, tempfile.mkdtemp(prefix="deeptrust-bundle-"))
+    else:
+        root = Path(uri)
+    manifest = read_manifest(root)
+    config = detector_config(manifest)
+    strategy = strategy or make_strategy()
+    with strategy.scope():
+        backbone = build_backbone(config.backbone, None)
+        backbone.load_weights(root / BACKBONE_FILE)
+        head = keras.models.load_model(root / HEAD_FILE, safe_mode=True, compile=False)
+    source = manifest["backbone"]["weights_source"]
+    return Detector(config, backbone, head, strategy, source), manifest

@@ -1,0 +1,87 @@
+"""The detector: backbone and head built under a tf.distribute strategy, scoring batches of
+windows drawn from many videos with one backbone call per batch."""
+
+from __future__ import annotations
+
+import numpy as np
+import tensorflow as tf
+
+from model.backbone import RANDOM, build_backbone
+from model.config import DetectorConfig
+from model.head import build_head
+
+
+def make_strategy(devices: list[str] | None = None) -> tf.distribute.Strategy:
+    """MirroredStrategy over several local GPUs (or the given devices), else one device.
+
+    On a CPU-only machine this is TensorFlow's default strategy.
+    """
+    if devices is None:
+        devices = [d.name for d in tf.config.list_logical_devices("GPU")]
+    if len(devices) > 1:
+        return tf.distribute.MirroredStrategy(devices)
+    if len(devices) == 1:
+        return tf.distribute.OneDeviceStrategy(devices[0])
+    return tf.distribute.get_strategy()
+
+
+class Detector:
+    """Scores windows: uint8 frames [B, T, S, S, 3] with mask [B, T] -> fake probability [B]."""
+
+    def __init__(
+        self,
+        config: DetectorConfig,
+        backbone: tf.keras.Model,
+        head: tf.keras.Model,
+        strategy: tf.distribute.Strategy,
+        weights_source: str,
+    ) -> None:
+        self.config = config
+        self.backbone = backbone
+        self.head = head
+        self.strategy = strategy
+        self.weights_source = weights_source
+
+    @classmethod
+    def build(
+        cls,
+        config: DetectorConfig,
+        weights: str = RANDOM,
+        strategy: tf.distribute.Strategy | None = None,
+        seed: int = 0,
+    ) -> Detector:
+        strategy = strategy or make_strategy()
+        with strategy.scope():
+            backbone = build_backbone(config.backbone, weights, seed=seed)
+            head = build_head(
+                config.head, config.sampling.frames_per_window, config.backbone.feature_dim
+            )
+        return cls(config, backbone, head, strategy, weights)
+
+    @property
+    def replicas(self) -> int:
+        return self.strategy.num_replicas_in_sync
+
+    def frame_features(self, frames: np.ndarray) -> np.ndarray:
+        """[N, S, S, 3] uint8 -> [N, D] float32, in one batched backbone call."""
+        if len(frames) == 0:
+            return np.zeros((0, self.config.backbone.feature_dim), np.float32)
+        out = self.backbone.predict(frames, batch_size=len(frames), verbose=0)
+        return np.asarray(out, dtype=np.float32)
+
+    def window_features(self, frames: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        """Features for the real frames of every window; padded slots stay zero."""
+        features = np.zeros((*mask.shape, self.config.backbone.feature_dim), np.float32)
+        features[mask] = self.frame_features(frames[mask])
+        return features
+
+    def head_scores(self, features: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        if len(features) == 0:
+            return np.zeros(0, np.float32)
+        out = self.head.predict(
+            {"features": features, "mask": mask}, batch_size=len(features), verbose=0
+        )
+        return np.asarray(out, dtype=np.float32).reshape(-1)
+
+    def score_windows(self, frames: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        return self.head_scores(self.window_features(frames, mask), mask)

@@ -1,0 +1,68 @@
+"""Read files from a local path or ``s3://bucket/key``.
+
+S3 access goes through boto3, which takes credentials from the environment or IAM and honours
+``AWS_ENDPOINT_URL_S3`` for S3-compatible stores. Nothing here logs credentials.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from pathlib import Path
+from urllib.parse import urlparse
+
+
+def is_s3(uri: str) -> bool:
+    return uri.startswith("s3://")
+
+
+def split_s3(uri: str) -> tuple[str, str]:
+    parsed = urlparse(uri)
+    return parsed.netloc, parsed.path.lstrip("/")
+
+
+def s3_client():
+    import boto3
+    from botocore.config import Config
+
+    return boto3.client("s3", config=Config(retries={"mode": "standard", "max_attempts": 5}))
+
+
+def fetch(uri: str, dest_dir: str | Path | None = None) -> Path:
+    """A local path holding ``uri``'s bytes: the path itself, or a download of the S3 object.
+
+    The local file name is derived from a temporary name, never from the object key, so a key
+    cannot choose where anything lands on disk.
+    """
+    if not is_s3(uri):
+        path = Path(uri)
+        if not path.exists():
+            raise FileNotFoundError(f"{uri} does not exist")
+        return path
+    bucket, key = split_s3(uri)
+    suffix = Path(key).suffix
+    if not re.fullmatch(r"\.[A-Za-z0-9]{1,8}", suffix):
+        suffix = ""
+    fd, name = tempfile.mkstemp(prefix="deeptrust-", suffix=suffix, dir=dest_dir)
+    os.close(fd)
+    s3_client().download_file(bucket, key, name)
+    return Path(name)
+
+
+def fetch_tree(uri: str, dest_dir: str | Path) -> Path:
+    """Copy every object under an ``s3://`` prefix into ``dest_dir`` (flat names only)."""
+    if not is_s3(uri):
+        return Path(uri)
+    bucket, prefix = split_s3(uri.rstrip("/") + "/")
+    client = s3_client()
+    dest = Path(dest_dir)
+    dest.mkdir(parents=True, exist_ok=True)
+    paginator = client.get_paginator("list_objects_v2")
+    for page in paginator.paginate(Bucket=bucket, Prefix=prefix):
+        for item in page.get("Contents", []):
+            name = item["Key"][len(prefix) :]
+            if not name or "/" in name or name in (".", ".."):
+                continue
+            client.download_file(bucket, item["Key"], str(dest / name))
+    return dest

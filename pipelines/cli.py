@@ -1,0 +1,252 @@
+"""`deeptrust`: the command line of the DeepTrust moderation worker.
+
+Progress goes to stderr; a command's result goes to stdout, and where a command prints JSON the
+last stdout line is one JSON object, so scripts can read it with ``tail -n 1``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from model.errors import BundleError
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+
+
+def progress(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def emit(result: dict[str, Any]) -> None:
+    print(json.dumps(result, sort_keys=True, default=str), flush=True)
+
+
+def _quiet_tensorflow() -> None:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def cmd_synth(args: argparse.Namespace) -> int:
+    from model.synth import write_corpus
+
+    made = write_corpus(args.out, args.videos, seed=args.seed, progress=progress)
+    fake = sum(v.label == "fake" for v in made)
+    emit({"out": args.out, "videos": len(made), "real": len(made) - fake, "fake": fake})
+    return EXIT_OK
+
+
+def detector_config_from(args: argparse.Namespace):
+    from model.config import (
+        BackboneConfig,
+        DecisionConfig,
+        DetectorConfig,
+        FaceCropConfig,
+        SamplingConfig,
+    )
+
+    return DetectorConfig(
+        sampling=SamplingConfig(
+            frames_per_window=args.frames_per_window,
+            sample_fps=args.sample_fps,
+            max_windows=args.max_windows,
+        ),
+        face=FaceCropConfig(enabled=not args.no_face_crop),
+        backbone=BackboneConfig(input_size=args.image_size),
+        decision=DecisionConfig(target_fpr=args.target_fpr),
+    )
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    _quiet_tensorflow()
+    from model.backbone import describe_source
+    from model.train import TrainOptions, train
+
+    options = TrainOptions(epochs=args.epochs, val_fraction=args.val_fraction, seed=args.seed)
+    progress(f"train: backbone weights: {describe_source(args.backbone_weights)}")
+    manifest = train(
+        args.data,
+        args.out,
+        weights=args.backbone_weights,
+        config=detector_config_from(args),
+        options=options,
+        cache_dir=args.cache_dir,
+        progress=progress,
+    )
+    emit(
+        {
+            "bundle": args.out,
+            "model_version": manifest["model_version"],
+            "backbone_weights": manifest["backbone"]["weights_label"],
+            "threshold": manifest["decision"]["threshold"],
+            "validation": manifest["metrics"]["validation"],
+        }
+    )
+    return EXIT_OK
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    _quiet_tensorflow()
+    from model.evaluate import evaluate
+
+    result = evaluate(
+        args.data, args.model, report_dir=args.report, cache_dir=args.cache_dir, progress=progress
+    )
+    if args.json:
+        emit(result)
+    else:
+        print(f"model {result['model_version']} ({result['backbone_weights']})")
+        for key in ("n", "auc", "accuracy", "eer", "log_loss", "ap", "threshold"):
+            value = result[key]
+            print(f"{key:>10}: {value:.4f}" if isinstance(value, float) else f"{key:>10}: {value}")
+        print(f"{'confusion':>10}: {result['confusion']}")
+    return EXIT_OK
+
+
+def cmd_score(args: argparse.Namespace) -> int:
+    _quiet_tensorflow()
+    from model.bundle import load_bundle
+    from model.features import FeatureExtractor
+    from model.storage import fetch
+    from model.verdict import verdict
+    from model.video import VideoError, WindowSampler
+
+    detector, manifest = load_bundle(args.model)
+    identity = {
+        "video": args.video,
+        "model_version": manifest["model_version"],
+        "backbone_weights": manifest["backbone"]["weights_label"],
+    }
+    extractor = FeatureExtractor(detector, WindowSampler(detector.config))
+    local = str(fetch(args.video))
+    result = extractor.extract([local])[local]
+    if isinstance(result, VideoError):
+        emit(
+            {
+                **identity,
+                "status": "error",
+                "error_reason": result.code,
+                "error_detail": result.detail,
+            }
+        )
+        return EXIT_FAILED
+    scores = detector.head_scores(result.features, result.mask)
+    body = verdict(
+        scores,
+        result.starts,
+        result.ends,
+        result.frames_analyzed,
+        result.info,
+        detector.config.decision,
+    )
+    emit({**identity, "status": "scored", **body})
+    return EXIT_OK
+
+
+def add_detector_options(parser: argparse.ArgumentParser) -> None:
+    from model.config import DecisionConfig, SamplingConfig
+
+    defaults = SamplingConfig()
+    group = parser.add_argument_group("how videos are sampled (recorded in the bundle)")
+    group.add_argument("--frames-per-window", type=int, default=defaults.frames_per_window)
+    group.add_argument(
+        "--sample-fps",
+        type=float,
+        default=defaults.sample_fps,
+        help="frames sampled per second of video (default: %(default)s)",
+    )
+    group.add_argument(
+        "--max-windows",
+        type=int,
+        default=defaults.max_windows,
+        help="cap on windows per video; long videos spread them out",
+    )
+    group.add_argument(
+        "--image-size", type=int, default=224, help="backbone input size in pixels (at least 75)"
+    )
+    group.add_argument(
+        "--no-face-crop",
+        action="store_true",
+        help="use the centre of the frame instead of MTCNN face boxes",
+    )
+    group.add_argument(
+        "--target-fpr",
+        type=float,
+        default=DecisionConfig().target_fpr,
+        help="false-positive rate the threshold is chosen for on validation",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="deeptrust",
+        description="Find deepfake videos in a platform's uploads, for moderators to review.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser(
+        "synth", help="write a labelled synthetic corpus (a fixture, not a benchmark)"
+    )
+    p.add_argument("out", help="output folder; gets real/*.mp4, fake/*.mp4 and manifest.csv")
+    p.add_argument("--videos", type=int, required=True, help="number of videos")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_synth)
+
+    p = sub.add_parser("train", help="train the detector and write a model bundle")
+    p.add_argument("data", help="folder with real/ and fake/, or a CSV manifest (path,label)")
+    p.add_argument("--out", required=True, help="bundle directory to write")
+    p.add_argument(
+        "--backbone-weights",
+        default="imagenet",
+        help="imagenet (download, connected machines), random (tests/demos), "
+        "or a local or s3:// InceptionV3 weights file (default: %(default)s)",
+    )
+    p.add_argument("--epochs", type=int, default=60)
+    p.add_argument("--val-fraction", type=float, default=0.25)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--cache-dir", default=default_cache_dir(), help="feature cache (default: %(default)s)"
+    )
+    add_detector_options(p)
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("evaluate", help="video-level metrics of a bundle on labelled videos")
+    p.add_argument("data", help="folder with real/ and fake/, or a CSV manifest (path,label)")
+    p.add_argument("--model", required=True, help="bundle directory or s3:// prefix")
+    p.add_argument("--json", action="store_true", help="print one JSON object as the last line")
+    p.add_argument("--report", help="folder for roc.png and scores.png")
+    p.add_argument("--cache-dir", default=default_cache_dir())
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("score", help="a JSON verdict for one video")
+    p.add_argument("video", help="local path or s3:// URI")
+    p.add_argument("--model", required=True, help="bundle directory or s3:// prefix")
+    p.set_defaults(func=cmd_score)
+    return parser
+
+
+def default_cache_dir() -> str:
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "deeptrust", "features")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except BundleError as err:
+        print(f"deeptrust {args.command}: refused model bundle: {err}", file=sys.stderr)
+        return EXIT_FAILED
+    except (FileNotFoundError, ValueError) as err:
+        print(f"deeptrust {args.command}: error: {err}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,33 @@
+"""DeepTrust packaging, in Beam's convention: ``--setup_file ./setup.py`` ships ``pipelines/``
+and ``model/`` to remote workers. TensorFlow is an extra, because CPU machines and the GPU worker
+container install different builds of the same version."""
+
+from setuptools import find_packages, setup
+
+TF_VERSION = "2.21.0"
+
+setup(
+    name="deeptrust",
+    version="0.1.0",
+    description="Batch deepfake moderation for videos in object storage",
+    packages=find_packages(include=["model", "model.*", "pipelines", "pipelines.*"]),
+    python_requires=">=3.11,<3.12",
+    install_requires=[
+        "apache-beam[aws]==2.77.0",
+        "opencv-python-headless==5.0.0.93",
+        "numpy==2.4.6",
+        "mtcnn==1.0.0",
+        "scikit-video==1.1.11",
+        "scikit-image==0.26.0",
+        "matplotlib==3.11.2",
+        "SQLAlchemy==2.1.9",
+        "psycopg[binary]==3.3.9",
+        "prometheus-client==0.26.0",
+        "boto3==1.44.8",
+    ],
+    extras_require={
+        "cpu": [f"tensorflow-cpu=={TF_VERSION}"],
+        "gpu": [f"tensorflow[and-cuda]=={TF_VERSION}"],
+    },
+    entry_points={"console_scripts": ["deeptrust=pipelines.cli:main"]},
+)

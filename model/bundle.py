@@ -123,6 +123,9 @@ def load_bundle(
     with strategy.scope():
         backbone = build_backbone(config.backbone, None)
         backbone.load_weights(root / BACKBONE_FILE)
-        head = keras.models.load_model(root / HEAD_FILE, safe_mode=True, compile=False)
+        try:
+            head = keras.models.load_model(root / HEAD_FILE, safe_mode=True, compile=False)
+        except (ValueError, TypeError) as err:
+            raise BundleError(f"{HEAD_FILE} cannot be loaded in Keras safe mode: {err}") from err
     source = manifest["backbone"]["weights_source"]
     return Detector(config, backbone, head, strategy, source), manifest

@@ -33,6 +33,18 @@ class TrainOptions:
     seed: int = 0
 
 
+class EpochProgress(keras.callbacks.Callback):
+    """One line per epoch through ``progress`` (stderr in the CLI), keeping stdout for results."""
+
+    def __init__(self, progress: Callable[[str], None]) -> None:
+        super().__init__()
+        self._progress = progress
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, float] | None = None) -> None:
+        shown = " ".join(f"{k} {v:.4f}" for k, v in sorted((logs or {}).items()))
+        self._progress(f"train: epoch {epoch + 1}: {shown}")
+
+
 def split_by_video(
     videos: Sequence[LabelledVideo], val_fraction: float, seed: int
 ) -> tuple[list[int], list[int]]:
@@ -130,7 +142,8 @@ def train(
     keras.utils.set_random_seed(options.seed)
     head = detector.head
     with detector.strategy.scope():
-        head.get_layer("feature_norm").adapt(x[m])
+        # The layer was built on [B, T, D] inputs, so adapt on real frames shaped [N, 1, D].
+        head.get_layer("feature_norm").adapt(x[m][:, None, :])
         head.compile(
             optimizer=keras.optimizers.Adam(options.learning_rate),
             loss="binary_crossentropy",
@@ -146,8 +159,8 @@ def train(
         epochs=options.epochs,
         batch_size=options.batch_size,
         class_weight=class_weights(y),
-        callbacks=[stop],
-        verbose=2,
+        callbacks=[stop, EpochProgress(progress)],
+        verbose=0,
     )
 
     val_labels = np.array([kept[i].target for i in val_idx])

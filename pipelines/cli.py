@@ -148,6 +148,28 @@ def cmd_score(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_scan(args: argparse.Namespace) -> int:
+    _quiet_tensorflow()
+    from pipelines.scan import main as scan_main
+
+    return scan_main(args.options)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    _quiet_tensorflow()
+    from pipelines.demo import run_demo
+    from pipelines.scan import ScanFailed
+
+    try:
+        summary = run_demo(args.out, videos=args.videos, seed=args.seed, progress=progress)
+    except ScanFailed as err:
+        progress(f"deeptrust demo: {err}")
+        emit(err.summary)
+        return EXIT_FAILED
+    emit(summary)
+    return EXIT_OK if summary["status"] == "succeeded" else EXIT_FAILED
+
+
 def add_detector_options(parser: argparse.ArgumentParser) -> None:
     from model.config import DecisionConfig, SamplingConfig
 
@@ -227,6 +249,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("video", help="local path or s3:// URI")
     p.add_argument("--model", required=True, help="bundle directory or s3:// prefix")
     p.set_defaults(func=cmd_score)
+
+    # The scan's own parser (pipelines.scan) reads its options and `--help`; Beam options such as
+    # --runner and --s3_endpoint_url pass through to the pipeline untouched.
+    p = sub.add_parser(
+        "scan",
+        add_help=False,
+        help="score new videos into the moderation table (a Beam pipeline; "
+        "see `deeptrust scan --help`)",
+    )
+    p.set_defaults(func=cmd_scan, passes_options=True)
+
+    p = sub.add_parser(
+        "demo",
+        help="the whole job offline: synthetic corpus, small model, scan into SQLite",
+    )
+    p.add_argument("--out", default="deeptrust-demo", help="working folder (default: %(default)s)")
+    p.add_argument("--videos", type=int, default=16, help="corpus size (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_demo)
     return parser
 
 
@@ -237,7 +278,10 @@ def default_cache_dir() -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, rest = parser.parse_known_args(argv)
+    if rest and not getattr(args, "passes_options", False):
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    args.options = rest
     try:
         return args.func(args)
     except BundleError as err:

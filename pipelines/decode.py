@@ -1,0 +1,189 @@
+"""Decode videos into face-cropped windows and cut them into batches that mix videos.
+
+Videos are spread over ``decode_groups`` groups by a hash of their URI. Each group is decoded
+by one DoFn call, which yields a batch whenever it holds ``min_batch_windows`` windows and the
+rest when the group ends. Groups decode in parallel, only light references are shuffled (never
+decoded frames), and every batch is emitted from ``process``: Beam 2.77's Dask runner drops
+whatever a DoFn emits in ``finish_bundle``, which is where ``BatchElements`` emits its last batch.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import re
+import shutil
+import tempfile
+import zlib
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import apache_beam as beam
+import numpy as np
+from apache_beam.io.filesystem import CompressionTypes
+from apache_beam.io.filesystems import FileSystems
+
+from model.config import DetectorConfig
+from model.errors import VideoError
+from model.storage import is_s3
+from model.video import VideoInfo, WindowSampler
+from pipelines import store
+from pipelines.listing import VideoRef
+
+_LOG = logging.getLogger(__name__)
+_SAFE_SUFFIX = re.compile(r"\.[A-Za-z0-9]{1,8}")
+
+
+@dataclass(frozen=True)
+class DecodedVideo:
+    """What the verdict needs from a video besides its window scores."""
+
+    ref: VideoRef
+    info: VideoInfo
+    starts: np.ndarray  # [W] seconds
+    ends: np.ndarray  # [W] seconds
+    frames_analyzed: int
+
+
+@dataclass(frozen=True)
+class VideoClip:
+    """A decoded video: its windows' frames [W, T, S, S, 3] uint8 and masks [W, T]."""
+
+    video: DecodedVideo
+    frames: np.ndarray
+    mask: np.ndarray
+
+    @property
+    def windows(self) -> int:
+        return len(self.frames)
+
+
+def decode_group(uri: str, groups: int) -> int:
+    """A stable group for ``uri``, the same in every worker process."""
+    return zlib.crc32(uri.encode()) % groups
+
+
+@contextlib.contextmanager
+def local_copy(uri: str) -> Iterator[str]:
+    """A local path holding ``uri``'s bytes; remote objects are copied to a temporary file.
+
+    The temporary name never derives from the object key, so a key cannot choose where anything
+    lands on disk; the copy is deleted on exit.
+    """
+    if not is_s3(uri) and "://" not in uri:
+        yield uri
+        return
+    suffix = Path(uri).suffix
+    fd, name = tempfile.mkstemp(
+        prefix="deeptrust-", suffix=suffix if _SAFE_SUFFIX.fullmatch(suffix) else ""
+    )
+    try:
+        try:
+            with (
+                os.fdopen(fd, "wb") as out,
+                FileSystems.open(uri, compression_type=CompressionTypes.UNCOMPRESSED) as src,
+            ):
+                shutil.copyfileobj(src, out)
+        except Exception as err:
+            raise VideoError("fetch_failed", f"could not read {uri}: {err}") from err
+        yield name
+    finally:
+        os.unlink(name)
+
+
+class DecodeVideos(beam.DoFn):
+    """(group, [VideoRef]) -> batches (lists of VideoClip) and error rows for failed videos."""
+
+    def __init__(self, config: DetectorConfig, model_version: str, min_batch_windows: int) -> None:
+        self._config = config
+        self._model_version = model_version
+        self._min_batch_windows = min_batch_windows
+        self._decoded = beam.metrics.Metrics.counter("deeptrust", "videos_decoded")
+        self._failed = beam.metrics.Metrics.counter("deeptrust", "videos_failed")
+        self._windows = beam.metrics.Metrics.counter("deeptrust", "windows")
+
+    def setup(self) -> None:
+        self._sampler = WindowSampler(self._config)
+
+    def process(
+        self, group: tuple[int, Iterable[VideoRef]]
+    ) -> Iterator[list[VideoClip] | dict[str, Any]]:
+        _, refs = group
+        batch: list[VideoClip] = []
+        windows = videos = failed = 0
+        for ref in refs:
+            videos += 1
+            outcome = self._decode(ref)
+            if isinstance(outcome, dict):
+                self._failed.inc()
+                failed += 1
+                yield outcome
+                continue
+            self._decoded.inc()
+            self._windows.inc(outcome.windows)
+            batch.append(outcome)
+            windows += outcome.windows
+            if windows >= self._min_batch_windows:
+                yield batch
+                batch, windows = [], 0
+        if batch:
+            yield batch
+        _LOG.info("decoded a group of %d videos, %d of them failed", videos, failed)
+
+    def _decode(self, ref: VideoRef) -> VideoClip | dict[str, Any]:
+        try:
+            with local_copy(ref.uri) as path:
+                info, windows = self._sampler.open(path)
+                clips = list(windows)
+            if not clips:
+                raise VideoError("no_frames", "no frame of the sampled windows decoded")
+        except VideoError as err:
+            return self._error(ref, err.code, err.detail)
+        except Exception as err:  # a failed video is a row, never a failed pipeline
+            _LOG.exception("decoding %s failed", ref.uri)
+            return self._error(ref, "decode_failed", f"{type(err).__name__}: {err}")
+        mask = np.stack([w.mask for w in clips])
+        video = DecodedVideo(
+            ref=ref,
+            info=info,
+            starts=np.array([w.start_s for w in clips]),
+            ends=np.array([w.end_s for w in clips]),
+            frames_analyzed=int(mask.sum()),
+        )
+        return VideoClip(video, np.stack([w.frames for w in clips]), mask)
+
+    def _error(self, ref: VideoRef, code: str, detail: str) -> dict[str, Any]:
+        _LOG.warning("%s: %s: %s", ref.uri, code, detail)
+        return store.error_row(ref.uri, ref.content_version, self._model_version, code, detail)
+
+
+class ExtractWindows(beam.PTransform):
+    """VideoRef -> window batches (lists of VideoClip) and error rows, in one PCollection.
+
+    One output rather than tagged outputs: the Dask runner hands every tagged output of a DoFn
+    to every consumer.
+    """
+
+    def __init__(
+        self, config: DetectorConfig, model_version: str, groups: int, min_batch_windows: int
+    ) -> None:
+        super().__init__()
+        self._config = config
+        self._model_version = model_version
+        self._groups = groups
+        self._min_batch_windows = min_batch_windows
+
+    def expand(
+        self, refs: beam.PCollection[VideoRef]
+    ) -> beam.PCollection[list[VideoClip] | dict[str, Any]]:
+        groups = self._groups
+        return (
+            refs
+            | "Assign decode groups" >> beam.WithKeys(lambda ref: decode_group(ref.uri, groups))
+            | "Group videos" >> beam.GroupByKey()
+            | "Decode and batch"
+            >> beam.ParDo(DecodeVideos(self._config, self._model_version, self._min_batch_windows))
+        )

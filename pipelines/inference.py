@@ -1,0 +1,102 @@
+"""Score window batches with RunInference and turn each video's window scores into its row.
+
+``WindowModelHandler`` loads the bundle once per worker process (RunInference keeps the model
+in a shared handle that all threads of the process use). The bundle builds its detector under
+the tf.distribute strategy that spans the local GPUs. A batch is a list of videos; their windows
+go through the detector together, in model calls of at most ``max_batch_windows`` windows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import apache_beam as beam
+import numpy as np
+from apache_beam.ml.inference.base import ModelHandler, PredictionResult, RunInference
+
+from model.bundle import load_bundle
+from model.config import DecisionConfig
+from model.detector import Detector
+from model.errors import BundleError
+from model.verdict import verdict
+from pipelines import store
+from pipelines.decode import DecodedVideo, VideoClip
+
+
+class WindowModelHandler(ModelHandler[VideoClip, PredictionResult, Detector]):
+    """VideoClips -> one PredictionResult per video, holding its window scores."""
+
+    def __init__(self, bundle_uri: str, model_version: str, max_batch_windows: int) -> None:
+        if max_batch_windows < 1:
+            raise ValueError("max_batch_windows must be at least 1")
+        self._bundle_uri = bundle_uri
+        self._model_version = model_version
+        self._max_batch_windows = max_batch_windows
+
+    def load_model(self) -> Detector:
+        detector, manifest = load_bundle(self._bundle_uri)
+        if manifest["model_version"] != self._model_version:
+            raise BundleError(
+                f"{self._bundle_uri} changed during the scan: it now holds model "
+                f"{manifest['model_version']}, the scan started with {self._model_version}"
+            )
+        return detector
+
+    def run_inference(
+        self,
+        batch: Sequence[VideoClip],
+        model: Detector,
+        inference_args: dict[str, Any] | None = None,
+    ) -> list[PredictionResult]:
+        frames = np.concatenate([clip.frames for clip in batch])
+        mask = np.concatenate([clip.mask for clip in batch])
+        step = self._max_batch_windows
+        scores = np.concatenate(
+            [
+                model.score_windows(frames[i : i + step], mask[i : i + step])
+                for i in range(0, len(frames), step)
+            ]
+        )
+        splits = np.cumsum([clip.windows for clip in batch])[:-1]
+        return [
+            PredictionResult(clip.video, video_scores, self._model_version)
+            for clip, video_scores in zip(batch, np.split(scores, splits), strict=True)
+        ]
+
+    def get_num_bytes(self, batch: Sequence[VideoClip]) -> int:
+        return sum(clip.frames.nbytes for clip in batch)
+
+    def get_metrics_namespace(self) -> str:
+        return "deeptrust"
+
+
+def video_row(prediction: PredictionResult, decision: DecisionConfig) -> dict[str, Any]:
+    """A scored ``moderation_results`` row from one video's window scores."""
+    video: DecodedVideo = prediction.example
+    body = verdict(
+        prediction.inference,
+        video.starts,
+        video.ends,
+        video.frames_analyzed,
+        video.info,
+        decision,
+    )
+    return store.scored_row(video.ref.uri, video.ref.content_version, prediction.model_id, body)
+
+
+class ScoreWindows(beam.PTransform):
+    """Window batches -> one scored row per video."""
+
+    def __init__(self, handler: WindowModelHandler, decision: DecisionConfig) -> None:
+        super().__init__()
+        self._handler = handler
+        self._decision = decision
+
+    def expand(self, batches: beam.PCollection[list[VideoClip]]) -> beam.PCollection[dict]:
+        return (
+            batches
+            # Batches arrive already cut (see pipelines.decode), so RunInference must not re-batch.
+            | "Run the detector" >> RunInference(self._handler.with_no_batching())
+            | "Verdict per video" >> beam.Map(video_row, self._decision)
+        )

@@ -1,0 +1,297 @@
+"""The nightly scan: list videos, score the new ones, and upsert one row per video.
+
+Run it locally (the default runner is Beam's in-process FnApiRunner; nothing touches the
+network)::
+
+    python -m pipelines.scan --input s3://uploads/2024-06-01/ --model ./bundle \\
+        --db postgresql+psycopg://moderation@db/moderation
+
+on a Dask cluster::
+
+    python -m pipelines.scan --input ./videos --model ./bundle --db sqlite:///deeptrust.db \\
+        --runner=DaskRunner --dask_client_address=tcp://scheduler:8786
+
+or on Dataflow, Flink or Spark with their usual options plus ``--setup_file ./setup.py``.
+``deeptrust scan`` takes the same arguments. The last stdout line is a JSON summary; the exit
+status is 0 when the run finished (error rows included) and 1 when the run itself failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import tempfile
+import uuid
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import apache_beam as beam
+from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+from sqlalchemy.exc import SQLAlchemyError
+
+from model.bundle import detector_config, read_manifest
+from model.config import DetectorConfig
+from model.errors import BundleError
+from model.storage import fetch_tree, is_s3
+from pipelines import store
+from pipelines.cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE, emit, progress
+from pipelines.decode import ExtractWindows
+from pipelines.inference import ScoreWindows, WindowModelHandler
+from pipelines.listing import CountListing, ListVideos, PlanScan
+from pipelines.migrations import migrate
+from pipelines.sharding import parse_shard
+from pipelines.writing import WriteModerationResults
+
+# Beam's DirectRunner first tries the Prism runner, which downloads a binary. FnApiRunner is the
+# engine it then falls back to for batch pipelines, so the local runner goes there directly.
+LOCAL_RUNNER = "FnApiRunner"
+_RUNNER_ALIASES = {
+    "DirectRunner": LOCAL_RUNNER,
+    "SwitchingDirectRunner": LOCAL_RUNNER,
+    # Beam knows the Dask runner only by its full name.
+    "DaskRunner": "apache_beam.runners.dask.dask_runner.DaskRunner",
+}
+
+
+class ScanOptions(PipelineOptions):
+    """What to scan, with which model, into which database, in which batch sizes."""
+
+    @classmethod
+    def _add_argparse_args(cls, parser: argparse.ArgumentParser) -> None:
+        # No option is argparse-required: Beam parses every options class for every view.
+        parser.add_argument("--input", help="local folder or file, glob, or s3://bucket/prefix")
+        parser.add_argument("--model", help="model bundle: a local folder or s3:// prefix")
+        parser.add_argument(
+            "--db",
+            default="sqlite:///deeptrust.db",
+            help="SQLAlchemy URL of the moderation database (default: %(default)s)",
+        )
+        parser.add_argument(
+            "--rescan",
+            action="store_true",
+            help="score every video again, even those already scored by this model",
+        )
+        parser.add_argument(
+            "--min_batch_windows",
+            type=int,
+            default=16,
+            help="windows gathered across videos before a model call (default: %(default)s)",
+        )
+        parser.add_argument(
+            "--max_batch_windows",
+            type=int,
+            default=64,
+            help="most windows in one model call, to bound accelerator memory "
+            "(default: %(default)s)",
+        )
+        parser.add_argument(
+            "--decode_groups",
+            type=int,
+            default=16,
+            help="groups the videos are decoded in, in parallel (default: %(default)s)",
+        )
+        parser.add_argument(
+            "--write_batch_size",
+            type=int,
+            default=100,
+            help="rows per database upsert (default: %(default)s)",
+        )
+        parser.add_argument(
+            "--video_extensions",
+            default="mp4,mov,avi,mkv,webm,m4v",
+            help="file extensions scanned as videos (default: %(default)s)",
+        )
+        parser.add_argument(
+            "--shard",
+            help="scan only shard INDEX/COUNT of the listing, split by a stable hash of each "
+            "object's URI (parallel backfills)",
+        )
+
+    def check(self) -> None:
+        """Raise ValueError for options that cannot make a scan."""
+        if not self.input or not self.model:
+            raise ValueError("--input and --model are required")
+        for name in ("min_batch_windows", "max_batch_windows", "decode_groups", "write_batch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"--{name} must be at least 1")
+        if self.min_batch_windows > self.max_batch_windows:
+            raise ValueError("--min_batch_windows must not exceed --max_batch_windows")
+        if self.shard:
+            parse_shard(self.shard)
+
+    @property
+    def extensions(self) -> tuple[str, ...]:
+        return tuple(e.strip().lower().lstrip(".") for e in self.video_extensions.split(","))
+
+    @property
+    def listing_shard(self) -> tuple[int, int] | None:
+        return parse_shard(self.shard) if self.shard else None
+
+
+class ScanFailed(Exception):
+    """The run itself failed (not a video): ``summary`` is what the run's row recorded."""
+
+    def __init__(self, summary: dict[str, Any], cause: BaseException) -> None:
+        super().__init__(f"scan {summary['run_id']} failed: {type(cause).__name__}: {cause}")
+        self.summary = summary
+
+
+class ScanVideos(beam.PTransform):
+    """PBegin -> rows in the database, for every new video under ``scan.input``."""
+
+    def __init__(
+        self, scan: ScanOptions, config: DetectorConfig, model_version: str, run_id: str
+    ) -> None:
+        super().__init__()
+        self._scan = scan
+        self._config = config
+        self._model_version = model_version
+        self._run_id = run_id
+
+    def expand(self, pbegin: beam.pvalue.PBegin) -> beam.PCollection:
+        scan, config, version = self._scan, self._config, self._model_version
+        planned = (
+            pbegin
+            | "List videos" >> ListVideos(scan.input, scan.extensions, scan.listing_shard)
+            | "Plan the scan" >> beam.ParDo(PlanScan(scan.db, version, scan.rescan))
+        )
+        tally = planned | "Count the listing" >> CountListing()
+        extracted = (
+            planned
+            | "Drop already scored" >> beam.FlatMap(lambda item: [] if item.skip else [item.ref])
+            | "Extract windows"
+            >> ExtractWindows(config, version, scan.decode_groups, scan.min_batch_windows)
+        )
+        handler = WindowModelHandler(scan.model, version, scan.max_batch_windows)
+        scored = (
+            extracted
+            | "Window batches" >> beam.Filter(lambda item: isinstance(item, list))
+            | "Score windows" >> ScoreWindows(handler, config.decision)
+        )
+        failed = extracted | "Failed videos" >> beam.Filter(lambda item: isinstance(item, dict))
+        # One sink fed by every branch: the Dask runner computes only the last step's graph.
+        return (
+            (scored, failed, tally)
+            | "Merge" >> beam.Flatten()
+            | "Write moderation results"
+            >> WriteModerationResults(scan.db, self._run_id, scan.write_batch_size)
+        )
+
+
+def resolve_runner(name: str | None) -> str:
+    """The runner to use for ``--runner``; the local default never reaches the network."""
+    name = name or LOCAL_RUNNER
+    return _RUNNER_ALIASES.get(name, name)
+
+
+def read_bundle_manifest(uri: str) -> dict[str, Any]:
+    """Verify a bundle's manifest and files, locally or on S3, without building the model."""
+    with tempfile.TemporaryDirectory(prefix="deeptrust-bundle-") as tmp:
+        return read_manifest(fetch_tree(uri, tmp))
+
+
+def new_run_id() -> str:
+    return f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}"
+
+
+def summarize(run: dict[str, Any], manifest: dict[str, Any]) -> dict[str, Any]:
+    keys = ("run_id", "status", "runner", "videos_seen", "skipped", "scored", "flagged", "errors")
+    summary = {key: run[key] for key in keys}
+    summary.update(
+        input=run["input_uri"],
+        model_version=manifest["model_version"],
+        backbone_weights=manifest["backbone"]["weights_label"],
+        seconds=round((run["finished_at"] - run["started_at"]).total_seconds(), 1),
+    )
+    return summary
+
+
+def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    """Run one scan and return its summary.
+
+    Raises ValueError for unusable options, BundleError for a refused bundle, SQLAlchemyError when
+    the database is unreachable, and ScanFailed when the pipeline fails once the run has started.
+    """
+    options = PipelineOptions(argv)
+    scan = options.view_as(ScanOptions)
+    scan.check()
+    if not is_s3(scan.input):
+        scan.input = os.path.abspath(scan.input)
+    standard = options.view_as(StandardOptions)
+    standard.runner = resolve_runner(standard.runner)
+    manifest = read_bundle_manifest(scan.model)
+    try:
+        config = detector_config(manifest)
+    except ValueError as err:
+        raise BundleError(f"{scan.model}: {err}") from err
+    engine = store.connect(scan.db)
+    try:
+        migrate(engine)
+        tables = store.Tables.reflect(engine)
+        run_id = new_run_id()
+        version = manifest["model_version"]
+        runner = standard.runner.rsplit(".", 1)[-1]
+        store.start_run(engine, tables, run_id, scan.input, version, runner)
+        progress(
+            f"scan {run_id}: {scan.input} with model {version} "
+            f"({manifest['backbone']['weights_label']}) on {runner}"
+        )
+        pipeline = beam.Pipeline(options=options)
+        _ = pipeline | "Scan videos" >> ScanVideos(scan, config, version, run_id)
+        try:
+            execute(pipeline)
+        except Exception as err:
+            failed = store.finish_run(engine, tables, run_id, failed=True)
+            raise ScanFailed(summarize(failed, manifest), err) from err
+        return summarize(store.finish_run(engine, tables, run_id), manifest)
+    finally:
+        engine.dispose()
+
+
+def execute(pipeline: beam.Pipeline) -> None:
+    result = pipeline.run()
+    try:
+        result.wait_until_finish()
+    finally:
+        # The Dask runner leaves its distributed client connected; let the scheduler go.
+        client = getattr(result, "client", None)
+        if client is not None:
+            client.close()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """The command line: ``python -m pipelines.scan`` and ``deeptrust scan``."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = argparse.ArgumentParser(
+        prog="deeptrust scan",
+        description="Score new videos for deepfakes and upsert one row per video.",
+        epilog="Beam pipeline options (--runner, --s3_endpoint_url, ...) pass through.",
+    )
+    ScanOptions._add_argparse_args(parser)
+    parser.parse_known_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("pipelines").setLevel(logging.INFO)
+    try:
+        summary = run(argv)
+    except ValueError as err:
+        progress(f"deeptrust scan: error: {err}")
+        return EXIT_USAGE
+    except ScanFailed as err:
+        progress(f"deeptrust scan: {err}")
+        emit(err.summary)
+        return EXIT_FAILED
+    except (BundleError, SQLAlchemyError, FileNotFoundError) as err:
+        progress(f"deeptrust scan: the run could not start: {type(err).__name__}: {err}")
+        return EXIT_FAILED
+    if summary["status"] != "succeeded":
+        lost = summary["videos_seen"] - summary["skipped"] - summary["scored"] - summary["errors"]
+        progress(f"deeptrust scan: {lost} listed videos have no row: the run is incomplete")
+    emit(summary)
+    return EXIT_OK if summary["status"] == "succeeded" else EXIT_FAILED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,83 @@
+"""Write the scan's rows to ``moderation_results`` and its listing tally to ``scan_runs``.
+
+Rows are buffered and written in batches of idempotent upserts: a flush in ``finish_bundle`` is a
+side effect, not an output, so it runs on the Dask runner too (which drops only outputs there).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import apache_beam as beam
+
+from pipelines import store
+from pipelines.listing import ListingTally
+
+_LOG = logging.getLogger(__name__)
+
+
+class UpsertResults(beam.DoFn):
+    """Upserts rows in batches of ``batch_size``; records a ListingTally on the run's row."""
+
+    def __init__(self, db_url: str, run_id: str, batch_size: int) -> None:
+        self._db_url = db_url
+        self._run_id = run_id
+        self._batch_size = batch_size
+        self._rows = beam.metrics.Metrics.counter("deeptrust", "rows_written")
+
+    def setup(self) -> None:
+        self._engine = store.connect(self._db_url)
+        self._tables = store.Tables.reflect(self._engine)
+        self._written = 0
+
+    def start_bundle(self) -> None:
+        self._pending: list[dict[str, Any]] = []
+
+    def process(self, element: dict[str, Any] | ListingTally) -> None:
+        if isinstance(element, ListingTally):
+            with self._engine.begin() as conn:
+                store.record_listing(
+                    conn, self._tables.runs, self._run_id, element.seen, element.skipped
+                )
+            _LOG.info(
+                "scan %s: listed %d videos, %d already scored",
+                self._run_id,
+                element.seen,
+                element.skipped,
+            )
+            return
+        self._pending.append(element)
+        if len(self._pending) >= self._batch_size:
+            self._flush()
+
+    def finish_bundle(self) -> None:
+        self._flush()
+
+    def _flush(self) -> None:
+        if not self._pending:
+            return
+        with self._engine.begin() as conn:
+            store.upsert_results(conn, self._tables.results, self._pending, self._run_id)
+        self._rows.inc(len(self._pending))
+        self._written += len(self._pending)
+        _LOG.info("scan %s: %d rows written by this worker", self._run_id, self._written)
+        self._pending = []
+
+    def teardown(self) -> None:
+        self._engine.dispose()
+
+
+class WriteModerationResults(beam.PTransform):
+    """Rows and the listing tally -> the database. Emits nothing downstream."""
+
+    def __init__(self, db_url: str, run_id: str, batch_size: int) -> None:
+        super().__init__()
+        self._db_url = db_url
+        self._run_id = run_id
+        self._batch_size = batch_size
+
+    def expand(self, records: beam.PCollection) -> beam.PCollection:
+        return records | "Upsert" >> beam.ParDo(
+            UpsertResults(self._db_url, self._run_id, self._batch_size)
+        )

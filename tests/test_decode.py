@@ -1,0 +1,62 @@
+"""Decoding groups of videos into batches of windows that mix videos, failures as rows."""
+
+from __future__ import annotations
+
+import os
+
+import boto3
+import numpy as np
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.options.pipeline_options import PipelineOptions
+
+from pipelines.decode import DecodeVideos, local_copy
+from pipelines.listing import VideoRef
+
+
+def test_a_group_yields_batches_of_several_videos_and_error_rows(corpus, small_config, tmp_path):
+    good = sorted(corpus.rglob("*.mp4"))[:3]
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes(b"these bytes are not a video")
+    empty = tmp_path / "empty.mp4"
+    empty.touch()
+    paths = [good[0], broken, good[1], empty, good[2]]
+    refs = [VideoRef(str(p), f"sha256:{i}") for i, p in enumerate(paths)]
+    decode = DecodeVideos(small_config, "m1", min_batch_windows=5)
+    decode.setup()
+
+    out = list(decode.process((0, refs)))
+
+    errors = {row["video_uri"]: row for row in out if isinstance(row, dict)}
+    assert {uri: row["error_reason"] for uri, row in errors.items()} == {
+        str(broken): "unreadable",
+        str(empty): "empty_file",
+    }
+    assert all(row["status"] == "error" and row["model_version"] == "m1" for row in errors.values())
+    batches = [item for item in out if isinstance(item, list)]
+    clips = [clip for batch in batches for clip in batch]
+    assert [clip.video.ref for clip in clips] == [refs[0], refs[2], refs[4]]
+    assert all(sum(clip.windows for clip in batch) >= 5 for batch in batches[:-1])
+    assert max(len(batch) for batch in batches) > 1  # windows of several videos in one batch
+    size = small_config.backbone.input_size
+    frames = small_config.sampling.frames_per_window
+    for clip in clips:
+        assert clip.frames.shape == (clip.windows, frames, size, size, 3)
+        assert clip.frames.dtype == np.uint8
+        assert clip.mask.shape == (clip.windows, frames)
+        assert clip.video.frames_analyzed == int(clip.mask.sum()) > 0
+        assert len(clip.video.starts) == len(clip.video.ends) == clip.windows
+
+
+def test_remote_objects_are_copied_to_a_temporary_file_named_apart_from_the_key(s3_server):
+    client = boto3.client("s3", endpoint_url=s3_server)
+    client.create_bucket(Bucket="uploads")
+    client.put_object(Bucket="uploads", Key="../../etc/evil name.mp4", Body=b"video bytes")
+    FileSystems.set_options(PipelineOptions([f"--s3_endpoint_url={s3_server}"]))
+    try:
+        with local_copy("s3://uploads/../../etc/evil name.mp4") as path:
+            with open(path, "rb") as copy:
+                assert copy.read() == b"video bytes"
+            assert "evil" not in path and "etc" not in path
+        assert not os.path.exists(path)
+    finally:
+        FileSystems.set_options(None)  # later tests must not reach this server

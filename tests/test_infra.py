@@ -1,0 +1,64 @@
+"""The GPU worker container: its pins agree with the project's."""
+
+from __future__ import annotations
+
+import re
+from importlib.metadata import requires
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+DOCKERFILE = (ROOT / "infra" / "worker" / "Dockerfile").read_text()
+
+
+def pins(path: Path) -> dict[str, str]:
+    found = {}
+    for line in path.read_text().splitlines():
+        match = re.fullmatch(r"([A-Za-z0-9_.-]+)(?:\[[^\]]*\])?==(\S+)", line.strip())
+        if match:
+            found[match.group(1).lower()] = match.group(2)
+    return found
+
+
+def one(pattern: str, text: str = DOCKERFILE) -> str:
+    matches = re.findall(pattern, text)
+    assert len(set(matches)) == 1, f"{pattern!r}: {matches}"
+    return matches[0]
+
+
+def test_beam_and_python_match_the_project():
+    requirements = pins(ROOT / "requirements.txt")
+    python, beam = one(r"apache/beam_python(\d+\.\d+)_sdk:(\S+) AS beam")
+    assert beam == requirements["apache-beam"]
+    setup = (ROOT / "setup.py").read_text()
+    assert f'"apache-beam[aws]=={beam}"' in setup
+    major, minor = python.split(".")
+    assert one(r'python_requires="([^"]+)"', setup) == f">={python},<{major}.{int(minor) + 1}"
+    assert one(r"install -y --no-install-recommends (python\d+\.\d+) ") == f"python{python}"
+    assert one(r"(python\d+\.\d+) -m venv") == f"python{python}"
+
+
+def test_tensorflow_is_the_cuda_build_of_the_pinned_version():
+    requirements = pins(ROOT / "requirements.txt")
+    tf = one(r'"tensorflow\[and-cuda\]==([^"]+)"')
+    assert tf == requirements["tensorflow-cpu"]
+    assert f'TF_VERSION = "{tf}"' in (ROOT / "setup.py").read_text()
+    assert "grep -v '^tensorflow-cpu==' requirements.txt" in DOCKERFILE
+
+
+def test_cuda_base_matches_what_tensorflow_needs():
+    """The base image's CUDA is the release TensorFlow's [and-cuda] wheels require."""
+    runtime = next(r for r in requires("tensorflow-cpu") if r.startswith("nvidia-cuda-runtime"))
+    needed = re.search(r">=(\d+\.\d+)", runtime).group(1)
+    cudnn = next(r for r in requires("tensorflow-cpu") if r.startswith("nvidia-cudnn"))
+    cudnn_major = re.search(r">=(\d+)\.", cudnn).group(1)
+    base = one(r"FROM nvcr\.io/nvidia/cuda:(\d+\.\d+)\.\d+-cudnn-runtime-ubuntu\d+\.\d+\n")
+    assert base == needed
+    # The cudnn-runtime images of CUDA 12.5 carry cuDNN 9; a TensorFlow that needs another
+    # major version needs another base image.
+    assert cudnn_major == "9"
+
+
+def test_worker_checks_its_environment_and_boots_beam():
+    assert "pip check" in DOCKERFILE
+    assert "COPY --from=beam /opt/apache/beam /opt/apache/beam" in DOCKERFILE
+    assert DOCKERFILE.rstrip().endswith('ENTRYPOINT ["/opt/apache/beam/boot"]')

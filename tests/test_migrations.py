@@ -1,0 +1,63 @@
+"""The migrator: versioned SQL files applied once each, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+from sqlalchemy import inspect, text
+
+from pipelines.migrations import MIGRATIONS_DIR, Migration, find_migrations, migrate
+from pipelines.store import connect
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def engine(request, tmp_path):
+    url = (
+        f"sqlite:///{tmp_path / 'm.db'}"
+        if request.param == "sqlite"
+        else request.getfixturevalue("pg_url")
+    )
+    engine = connect(url)
+    yield engine
+    engine.dispose()
+
+
+def test_a_fresh_database_gets_the_schema_once(engine):
+    assert migrate(engine) == [m.version for m in find_migrations()]
+    assert migrate(engine) == []
+    tables = set(inspect(engine).get_table_names())
+    assert {"moderation_results", "scan_runs", "schema_version"} <= tables
+    with engine.connect() as conn:
+        versions = conn.execute(text("SELECT version, name FROM schema_version")).all()
+    assert versions == [(1, "initial")]
+
+
+def test_only_newer_migrations_are_applied(engine, tmp_path):
+    folder = tmp_path / "migrations"
+    shutil.copytree(MIGRATIONS_DIR, folder)
+    assert migrate(engine, folder) == [1]
+    (folder / "0002_add_notes.sql").write_text(
+        "-- a later change\nALTER TABLE moderation_results ADD COLUMN notes TEXT;\n"
+    )
+    assert migrate(engine, folder) == [2]
+    columns = {c["name"] for c in inspect(engine).get_columns("moderation_results")}
+    assert "notes" in columns
+    assert migrate(engine, folder) == []
+
+
+def test_stray_files_in_the_migrations_folder_are_refused(tmp_path):
+    (tmp_path / "initial.sql").write_text("SELECT 1;")
+    with pytest.raises(ValueError, match=r"NNNN_what\.sql"):
+        find_migrations(tmp_path)
+
+
+def test_statements_split_on_semicolons_without_comments(tmp_path):
+    path = tmp_path / "0001_x.sql"
+    path.write_text(
+        "-- header; with a semicolon\nCREATE TABLE a (x INTEGER);\n\nCREATE TABLE b (y TEXT);\n"
+    )
+    assert Migration(1, "x", path).statements() == [
+        "CREATE TABLE a (x INTEGER)",
+        "CREATE TABLE b (y TEXT)",
+    ]

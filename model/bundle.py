@@ -113,10 +113,15 @@ def load_bundle(
     uri: str, strategy: tf.distribute.Strategy | None = None
 ) -> tuple[Detector, dict[str, Any]]:
     """Verify and load a bundle from a local directory or an ``s3://`` prefix."""
-    if is_s3(uri):
-        root = fetch_tree(uri, tempfile.mkdtemp(prefix="deeptrust-bundle-"))
-    else:
-        root = Path(uri)
+    if not is_s3(uri):
+        return _load_local(Path(uri), strategy)
+    with tempfile.TemporaryDirectory(prefix="deeptrust-bundle-") as tmp:
+        return _load_local(fetch_tree(uri, tmp), strategy)
+
+
+def _load_local(
+    root: Path, strategy: tf.distribute.Strategy | None
+) -> tuple[Detector, dict[str, Any]]:
     manifest = read_manifest(root)
     config = detector_config(manifest)
     strategy = strategy or make_strategy()

@@ -70,27 +70,27 @@ class Detector:
         """The one batch shape the models ever see: a fixed number of rows per replica."""
         return CHUNK_PER_REPLICA * self.replicas
 
-    def _predict(self, model: tf.keras.Model, inputs: dict[str, np.ndarray]) -> np.ndarray:
+    def _predict(self, model: tf.keras.Model, *inputs: np.ndarray) -> np.ndarray:
         """``model.predict`` over inputs padded to a multiple of ``chunk`` rows.
 
         A fixed batch shape means the prediction function is traced once, not once per batch
         size, and every replica of a mirrored strategy gets an equal share.
         """
-        n = len(next(iter(inputs.values())))
+        n = len(inputs[0])
         padded = -n % self.chunk
         if padded:
-            inputs = {
-                k: np.concatenate([v, np.zeros((padded, *v.shape[1:]), v.dtype)])
-                for k, v in inputs.items()
-            }
-        out = model.predict(inputs, batch_size=self.chunk, verbose=0)
+            inputs = tuple(
+                np.concatenate([v, np.zeros((padded, *v.shape[1:]), v.dtype)]) for v in inputs
+            )
+        x = inputs[0] if len(inputs) == 1 else list(inputs)
+        out = model.predict(x, batch_size=self.chunk, verbose=0)
         return np.asarray(out, dtype=np.float32)[:n]
 
     def frame_features(self, frames: np.ndarray) -> np.ndarray:
         """[N, S, S, 3] uint8 -> [N, D] float32, in one batched backbone call."""
         if len(frames) == 0:
             return np.zeros((0, self.config.backbone.feature_dim), np.float32)
-        return self._predict(self.backbone, {"frames": frames})
+        return self._predict(self.backbone, frames)
 
     def window_features(self, frames: np.ndarray, mask: np.ndarray) -> np.ndarray:
         """Features for the real frames of every window; padded slots stay zero."""
@@ -101,7 +101,7 @@ class Detector:
     def head_scores(self, features: np.ndarray, mask: np.ndarray) -> np.ndarray:
         if len(features) == 0:
             return np.zeros(0, np.float32)
-        return self._predict(self.head, {"features": features, "mask": mask}).reshape(-1)
+        return self._predict(self.head, features, mask).reshape(-1)
 
     def score_windows(self, frames: np.ndarray, mask: np.ndarray) -> np.ndarray:
         return self.head_scores(self.window_features(frames, mask), mask)

@@ -58,7 +58,7 @@ def test_one_backbone_call_for_a_batch_of_many_videos(monkeypatch):
     original = detector.backbone.predict
 
     def counting_predict(x, **kwargs):
-        calls.append(len(x["frames"]))
+        calls.append(len(x))
         return original(x, **kwargs)
 
     monkeypatch.setattr(detector.backbone, "predict", counting_predict)

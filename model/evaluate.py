@@ -26,8 +26,8 @@ def evaluate(
     progress: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     """Score every video of ``data`` and return the metrics (plus plots in ``report_dir``)."""
-    detector, manifest = load_bundle(bundle)
     videos = load_dataset(data)
+    detector, manifest = load_bundle(bundle)
     extractor = FeatureExtractor(detector, WindowSampler(detector.config), cache_dir=cache_dir)
     extracted = extractor.extract([v.path for v in videos], progress=progress)
     errors = {

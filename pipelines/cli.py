@@ -170,6 +170,53 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return EXIT_OK if summary["status"] == "succeeded" else EXIT_FAILED
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    _quiet_tensorflow()
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from model.bundle import detector_config
+    from model.config import FaceCropConfig
+    from pipelines.report import write_report
+    from pipelines.scan import read_bundle_manifest
+    from pipelines.store import connect
+
+    face = FaceCropConfig()
+    if args.model:
+        face = detector_config(read_bundle_manifest(args.model)).face
+    engine = connect(args.db)
+    try:
+        summary = write_report(engine, args.out, args.run, face, progress)
+    except SQLAlchemyError as err:
+        progress(f"deeptrust report: the database failed: {type(err).__name__}: {err}")
+        return EXIT_FAILED
+    finally:
+        engine.dispose()
+    emit(summary)
+    return EXIT_OK
+
+
+def cmd_review(args: argparse.Namespace) -> int:
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from pipelines.review import Review, open_database, record_review
+
+    reviewer = args.reviewer or os.environ.get("USER")
+    if not reviewer:
+        raise ValueError("who is deciding? pass --reviewer NAME (or set $USER)")
+    review = Review(args.video_uri, args.decision, reviewer, args.note)
+    try:
+        engine = open_database(args.db)
+        try:
+            rows = record_review(engine, review)
+        finally:
+            engine.dispose()
+    except SQLAlchemyError as err:
+        progress(f"deeptrust review: the database failed: {type(err).__name__}: {err}")
+        return EXIT_FAILED
+    emit({**vars(review), "rows": rows})
+    return EXIT_OK
+
+
 def add_detector_options(parser: argparse.ArgumentParser) -> None:
     from model.config import DecisionConfig, SamplingConfig
 
@@ -268,6 +315,42 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--videos", type=int, default=16, help="corpus size (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("report", help="an HTML page of a scan's flagged videos, for moderators")
+    p.add_argument("--db", required=True, help="SQLAlchemy URL of the moderation database")
+    p.add_argument("--run", help="the scan's run id (default: the latest scan)")
+    p.add_argument("--out", required=True, help="folder for index.html and its plots")
+    p.add_argument(
+        "--model",
+        help="bundle whose face-crop settings the face strips use (default: the defaults)",
+    )
+    p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("review", help="record a moderator's decision on a flagged video")
+    p.add_argument("video_uri", help="the video's URI, as the moderation table holds it")
+    decision = p.add_mutually_exclusive_group(required=True)
+    decision.add_argument(
+        "--confirm",
+        dest="decision",
+        action="store_const",
+        const="confirmed",
+        help="it is a deepfake",
+    )
+    decision.add_argument(
+        "--dismiss",
+        dest="decision",
+        action="store_const",
+        const="dismissed",
+        help="it is not a deepfake",
+    )
+    p.add_argument("--note", help="a note kept in the review history")
+    p.add_argument("--reviewer", help="who decides (default: $USER)")
+    p.add_argument(
+        "--db",
+        default="sqlite:///deeptrust.db",
+        help="SQLAlchemy URL of the moderation database (default: %(default)s)",
+    )
+    p.set_defaults(func=cmd_review)
     return parser
 
 

@@ -30,7 +30,7 @@ from model.config import DetectorConfig
 from model.errors import VideoError
 from model.storage import is_s3
 from model.video import VideoInfo, WindowSampler
-from pipelines import store
+from pipelines import metrics, store
 from pipelines.listing import VideoRef
 
 _LOG = logging.getLogger(__name__)
@@ -104,6 +104,8 @@ class DecodeVideos(beam.DoFn):
         self._decoded = beam.metrics.Metrics.counter("deeptrust", "videos_decoded")
         self._failed = beam.metrics.Metrics.counter("deeptrust", "videos_failed")
         self._windows = beam.metrics.Metrics.counter("deeptrust", "windows")
+        self._frames = metrics.counter("frames_decoded")
+        self._decode_ms = metrics.distribution("decode_ms")
 
     def setup(self) -> None:
         self._sampler = WindowSampler(self._config)
@@ -116,7 +118,8 @@ class DecodeVideos(beam.DoFn):
         windows = videos = failed = 0
         for ref in refs:
             videos += 1
-            outcome = self._decode(ref)
+            with metrics.timed_ms(self._decode_ms):
+                outcome = self._decode(ref)
             if isinstance(outcome, dict):
                 self._failed.inc()
                 failed += 1
@@ -124,6 +127,7 @@ class DecodeVideos(beam.DoFn):
                 continue
             self._decoded.inc()
             self._windows.inc(outcome.windows)
+            self._frames.inc(outcome.video.frames_analyzed)
             batch.append(outcome)
             windows += outcome.windows
             if windows >= self._min_batch_windows:

@@ -20,7 +20,7 @@ from model.config import DecisionConfig
 from model.detector import Detector
 from model.errors import BundleError
 from model.verdict import verdict
-from pipelines import store
+from pipelines import metrics, store
 from pipelines.decode import DecodedVideo, VideoClip
 
 
@@ -33,6 +33,8 @@ class WindowModelHandler(ModelHandler[VideoClip, PredictionResult, Detector]):
         self._bundle_uri = bundle_uri
         self._model_version = model_version
         self._max_batch_windows = max_batch_windows
+        self._batch_windows = metrics.distribution("inference_batch_windows")
+        self._inference_ms = metrics.distribution("inference_ms")
 
     def load_model(self) -> Detector:
         detector, manifest = load_bundle(self._bundle_uri)
@@ -52,12 +54,14 @@ class WindowModelHandler(ModelHandler[VideoClip, PredictionResult, Detector]):
         frames = np.concatenate([clip.frames for clip in batch])
         mask = np.concatenate([clip.mask for clip in batch])
         step = self._max_batch_windows
-        scores = np.concatenate(
-            [
-                model.score_windows(frames[i : i + step], mask[i : i + step])
-                for i in range(0, len(frames), step)
-            ]
-        )
+        self._batch_windows.update(len(frames))
+        with metrics.timed_ms(self._inference_ms):
+            scores = np.concatenate(
+                [
+                    model.score_windows(frames[i : i + step], mask[i : i + step])
+                    for i in range(0, len(frames), step)
+                ]
+            )
         splits = np.cumsum([clip.windows for clip in batch])[:-1]
         return [
             PredictionResult(clip.video, video_scores, self._model_version)

@@ -36,7 +36,7 @@ from model.bundle import detector_config, read_manifest
 from model.config import DetectorConfig
 from model.errors import BundleError
 from model.storage import fetch_tree, is_s3
-from pipelines import store
+from pipelines import metrics, store
 from pipelines.cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE, emit, progress
 from pipelines.decode import ExtractWindows
 from pipelines.inference import ScoreWindows, WindowModelHandler
@@ -108,6 +108,11 @@ class ScanOptions(PipelineOptions):
             "--shard",
             help="scan only shard INDEX/COUNT of the listing, split by a stable hash of each "
             "object's URI (parallel backfills)",
+        )
+        parser.add_argument(
+            "--pushgateway",
+            help="Prometheus Pushgateway URL that gets the run's metrics at its end "
+            f"(default: ${metrics.PUSHGATEWAY_ENV}; unset: no push)",
         )
 
     def check(self) -> None:
@@ -245,8 +250,11 @@ def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
             execute(pipeline)
         except Exception as err:
             failed = store.finish_run(engine, tables, run_id, failed=True)
-            raise ScanFailed(summarize(failed, manifest), err) from err
-        return summarize(store.finish_run(engine, tables, run_id), manifest)
+            push = metrics.publish_run(engine, run_id, metrics.gateway_url(scan.pushgateway))
+            raise ScanFailed(summarize(failed, manifest) | {"metrics_push": push}, err) from err
+        finished = store.finish_run(engine, tables, run_id)
+        push = metrics.publish_run(engine, run_id, metrics.gateway_url(scan.pushgateway))
+        return summarize(finished, manifest) | {"metrics_push": push}
     finally:
         engine.dispose()
 

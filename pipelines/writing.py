@@ -11,7 +11,7 @@ from typing import Any
 
 import apache_beam as beam
 
-from pipelines import store
+from pipelines import metrics, store
 from pipelines.listing import ListingTally
 
 _LOG = logging.getLogger(__name__)
@@ -25,6 +25,7 @@ class UpsertResults(beam.DoFn):
         self._run_id = run_id
         self._batch_size = batch_size
         self._rows = beam.metrics.Metrics.counter("deeptrust", "rows_written")
+        self._outcomes = metrics.OutcomeCounters()
 
     def setup(self) -> None:
         self._engine = store.connect(self._db_url)
@@ -60,6 +61,8 @@ class UpsertResults(beam.DoFn):
         with self._engine.begin() as conn:
             store.upsert_results(conn, self._tables.results, self._pending, self._run_id)
         self._rows.inc(len(self._pending))
+        for row in self._pending:
+            self._outcomes.count(row)
         self._written += len(self._pending)
         _LOG.info("scan %s: %d rows written by this worker", self._run_id, self._written)
         self._pending = []

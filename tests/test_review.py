@@ -1,0 +1,138 @@
+"""`deeptrust review`: a moderator's decision on a flagged video, with its history kept."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from sqlalchemy import select
+
+from pipelines import cli, store
+from pipelines.migrations import migrate
+from pipelines.review import Review, open_database, record_review
+from tests.rows import finished_run, verdict
+
+
+def statuses(db_url: str) -> dict[tuple[str, str, str], str | None]:
+    engine = store.connect(db_url)
+    try:
+        results = store.Tables.reflect(engine).results
+        with engine.connect() as conn:
+            rows = conn.execute(select(results)).mappings().all()
+    finally:
+        engine.dispose()
+    return {
+        (r["video_uri"], r["content_version"], r["model_version"]): r["review_status"] for r in rows
+    }
+
+
+def history(db_url: str) -> list[dict]:
+    engine = open_database(db_url)
+    try:
+        with engine.connect() as conn:
+            rows = conn.exec_driver_sql(
+                "SELECT video_uri, content_version, model_version, decision, note, reviewer "
+                "FROM reviews ORDER BY reviewed_at, model_version"
+            )
+            return [dict(r._mapping) for r in rows]
+    finally:
+        engine.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request, tmp_path):
+    """A database where a.mp4 was flagged in its old bytes (c1) and, by two models, in its new
+    bytes (c2), which a third model did not flag; b.mp4 was scored and not flagged."""
+    url = (
+        f"sqlite:///{tmp_path / 'scan.db'}"
+        if request.param == "sqlite"
+        else request.getfixturevalue("pg_url")
+    )
+    a, b = "s3://uploads/a.mp4", "s3://uploads/b.mp4"
+    finished_run(url, "run-1", "m1", [store.scored_row(a, "c1", "m1", verdict(0.9, True))])
+    finished_run(
+        url,
+        "run-2",
+        "m1",
+        [
+            store.scored_row(a, "c2", "m1", verdict(0.8, True)),
+            store.scored_row(a, "c2", "m2", verdict(0.7, True)),
+            store.scored_row(a, "c2", "m3", verdict(0.3, False)),
+            store.scored_row(b, "c1", "m1", verdict(0.1, False)),
+        ],
+    )
+    return url
+
+
+def review(db_url: str, *args: str, capsys) -> tuple[int, dict | None, str]:
+    code = cli.main(["review", *args, "--db", db_url])
+    captured = capsys.readouterr()
+    lines = captured.out.strip().splitlines()
+    return code, json.loads(lines[-1]) if lines else None, captured.err
+
+
+def test_a_decision_applies_to_the_latest_bytes_and_keeps_its_history(db_url, capsys, monkeypatch):
+    a = "s3://uploads/a.mp4"
+    monkeypatch.setenv("USER", "alice")
+    code, result, _ = review(db_url, a, "--confirm", "--note", "face swap at 0:01", capsys=capsys)
+    assert code == cli.EXIT_OK
+    assert result["decision"] == "confirmed" and result["reviewer"] == "alice"
+    assert result["rows"] == [
+        {"content_version": "c2", "model_version": "m1"},
+        {"content_version": "c2", "model_version": "m2"},
+    ]
+    assert statuses(db_url) == {
+        (a, "c1", "m1"): "pending",
+        (a, "c2", "m1"): "confirmed",
+        (a, "c2", "m2"): "confirmed",
+        (a, "c2", "m3"): None,
+        ("s3://uploads/b.mp4", "c1", "m1"): None,
+    }
+
+    code, _, _ = review(db_url, a, "--dismiss", "--reviewer", "bob", capsys=capsys)
+    assert code == cli.EXIT_OK
+    assert statuses(db_url)[a, "c2", "m1"] == "dismissed"
+    assert [
+        (h["model_version"], h["decision"], h["reviewer"], h["note"]) for h in history(db_url)
+    ] == [
+        ("m1", "confirmed", "alice", "face swap at 0:01"),
+        ("m2", "confirmed", "alice", "face swap at 0:01"),
+        ("m1", "dismissed", "bob", None),
+        ("m2", "dismissed", "bob", None),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("uri", "message"),
+    [
+        ("s3://uploads/b.mp4", "no flagged row for s3://uploads/b.mp4: its 1 rows are not flagged"),
+        ("s3://uploads/c.mp4", "no flagged row for s3://uploads/c.mp4: it was never scanned"),
+    ],
+    ids=["not-flagged", "never-scanned"],
+)
+def test_a_video_without_a_flagged_row_is_refused(db_url, uri, message, capsys):
+    code, result, err = review(db_url, uri, "--confirm", "--reviewer", "alice", capsys=capsys)
+    assert (code, result) == (cli.EXIT_USAGE, None)
+    assert message in err
+    assert history(db_url) == []
+
+
+def test_a_review_needs_a_reviewer_and_one_decision(db_url, capsys, monkeypatch):
+    monkeypatch.delenv("USER", raising=False)
+    code, _, err = review(db_url, "s3://uploads/a.mp4", "--confirm", capsys=capsys)
+    assert code == cli.EXIT_USAGE
+    assert "--reviewer" in err
+    with pytest.raises(SystemExit) as exited:
+        cli.main(["review", "s3://uploads/a.mp4", "--confirm", "--dismiss", "--db", db_url])
+    assert exited.value.code == cli.EXIT_USAGE
+    assert history(db_url) == []
+
+
+def test_a_database_without_scans_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="no moderation table"):
+        open_database(f"sqlite:///{tmp_path / 'empty.db'}")
+    engine = store.connect(f"sqlite:///{tmp_path / 'scan.db'}")
+    migrate(engine)
+    with pytest.raises(ValueError, match="decision must be one of"):
+        record_review(engine, Review("s3://uploads/a.mp4", "approved", "alice", None))
+    engine.dispose()

@@ -7,6 +7,7 @@ arrays, so they are cheap to test exhaustively.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -63,6 +64,26 @@ def plan_windows(n_frames: int, fps: float, sampling: SamplingConfig) -> list[Wi
             )
         )
     return plans
+
+
+def window_span(plan: WindowPlan, times_s: Sequence[float]) -> tuple[float, float]:
+    """Start and end (seconds) of a window whose first ``len(times_s)`` frames were decoded.
+
+    ``times_s`` are the decoded frames' timestamps. They keep variable-frame-rate videos right,
+    where ``index / fps`` drifts from the real time. The end adds one frame's duration, measured
+    on the window's last two frames. Timestamps that are not finite and increasing (a container
+    without them) fall back to the plan's ``index / fps`` times.
+    """
+    if not 1 <= len(times_s) <= len(plan.indices):
+        raise ValueError(f"{len(times_s)} timestamps for a window of {len(plan.indices)} frames")
+    indices = plan.indices[: len(times_s)].astype(np.float64)
+    times = np.asarray(times_s, dtype=np.float64)
+    frame_s = (plan.end_s - plan.start_s) / (plan.indices[-1] - plan.indices[0] + 1)
+    if not (np.isfinite(times).all() and times[0] >= 0 and (np.diff(times) > 0).all()):
+        return plan.start_s, plan.start_s + float(indices[-1] - indices[0] + 1) * frame_s
+    if len(times) >= 2:
+        frame_s = (times[-1] - times[-2]) / (indices[-1] - indices[-2])
+    return float(times[0]), float(times[-1] + frame_s)
 
 
 def enlarge_box(box: Box, margin: float, width: int, height: int) -> Box:

@@ -1,7 +1,8 @@
 """Read files from a local path or ``s3://bucket/key``.
 
 S3 access goes through boto3, which takes credentials from the environment or IAM and honours
-``AWS_ENDPOINT_URL_S3`` for S3-compatible stores. Nothing here logs credentials.
+``AWS_ENDPOINT_URL_S3`` for S3-compatible stores. Nothing here logs credentials. Clients retry
+transient errors and throttling in boto's standard retry mode.
 """
 
 from __future__ import annotations
@@ -11,6 +12,9 @@ import re
 import tempfile
 from pathlib import Path
 from urllib.parse import urlparse
+
+S3_RETRY_MODE = "standard"
+S3_MAX_ATTEMPTS = 5
 
 
 def is_s3(uri: str) -> bool:
@@ -26,7 +30,17 @@ def s3_client():
     import boto3
     from botocore.config import Config
 
-    return boto3.client("s3", config=Config(retries={"mode": "standard", "max_attempts": 5}))
+    retries = {"mode": S3_RETRY_MODE, "max_attempts": S3_MAX_ATTEMPTS}
+    return boto3.client("s3", config=Config(retries=retries))
+
+
+def prefer_standard_retries() -> None:
+    """Standard retries for the boto3 clients others build here, unless the environment chooses.
+
+    Beam's S3 filesystem builds its own clients, and boto3 reads these variables when it does.
+    """
+    os.environ.setdefault("AWS_RETRY_MODE", S3_RETRY_MODE)
+    os.environ.setdefault("AWS_MAX_ATTEMPTS", str(S3_MAX_ATTEMPTS))
 
 
 def fetch(uri: str, dest_dir: str | Path | None = None) -> Path:

@@ -1,8 +1,10 @@
 """Decode a video with OpenCV and cut it into face-cropped windows.
 
-Decoding streams: frames are read in order and only the sampled ones are kept, until the window
-they belong to is complete. No array ever holds a whole video, so memory does not grow with its
-length. Long gaps between windows are skipped by seeking rather than decoding.
+Decoding streams: frames are read in order, and each sampled frame is cropped and resized into
+the windows it belongs to as soon as it is decoded. No array ever holds a whole video, nor more
+than one full-resolution frame, so memory grows neither with a video's length nor with its
+resolution. Long gaps between windows are skipped by seeking rather than decoding. Window times
+come from the frames' timestamps, so variable-frame-rate videos get their real times.
 """
 
 from __future__ import annotations
@@ -15,9 +17,19 @@ import cv2
 import numpy as np
 
 from model.config import DetectorConfig
+from model.container import HEAD_BYTES, image_format, mp4_problem
 from model.errors import VideoError
 from model.faces import FaceDetector
-from model.frames import Box, WindowPlan, center_box, crop, enlarge_box, pad_window, plan_windows
+from model.frames import (
+    Box,
+    WindowPlan,
+    center_box,
+    crop,
+    enlarge_box,
+    pad_window,
+    plan_windows,
+    window_span,
+)
 
 # Seeking costs a keyframe decode; below this many frames, decoding forward is cheaper.
 SEEK_MIN_GAP_FRAMES = 48
@@ -46,14 +58,41 @@ class Window:
     face_source: str  # "mtcnn", "previous" (box carried from an earlier window) or "center"
 
 
+@dataclass(frozen=True)
+class SampledVideo:
+    """A whole video's windows, stacked: frames [W, T, S, S, 3] uint8, mask [W, T], times [W]."""
+
+    info: VideoInfo
+    frames: np.ndarray
+    mask: np.ndarray
+    starts: np.ndarray
+    ends: np.ndarray
+
+
+@dataclass
+class _Filling:
+    """A window whose first frame has been decoded: its face box and the crops so far."""
+
+    plan: WindowPlan
+    box: Box
+    face_source: str
+    crops: list[np.ndarray]
+    times: list[float]
+
+
 def _open(path: str) -> cv2.VideoCapture:
     if not os.path.exists(path):
         raise VideoError("not_found", f"{path} does not exist")
     if os.path.getsize(path) == 0:
         raise VideoError("empty_file", f"{path} is zero bytes")
+    with open(path, "rb") as handle:
+        image = image_format(handle.read(HEAD_BYTES))
+    if image is not None:  # FFmpeg opens a still image as a one-frame video
+        raise VideoError("not_a_video", f"{path} is a {image} image, not a video")
     capture = cv2.VideoCapture(path)
     if not capture.isOpened():
-        raise VideoError("unreadable", f"OpenCV could not open {path} as a video")
+        code, detail = mp4_problem(path) or ("unreadable", "OpenCV could not open it as a video")
+        raise VideoError(code, f"{path}: {detail}")
     return capture
 
 
@@ -77,12 +116,18 @@ def probe(capture: cv2.VideoCapture) -> tuple[float, int]:
 
 
 def _iter_frames(
-    capture: cv2.VideoCapture, plans: list[WindowPlan]
-) -> Iterator[tuple[int, np.ndarray]]:
-    """Yield (index, BGR frame) for every sampled index, in order, seeking over long gaps."""
+    capture: cv2.VideoCapture, plans: list[WindowPlan], first: np.ndarray
+) -> Iterator[tuple[int, np.ndarray, float]]:
+    """Yield (index, BGR frame, seconds) for every sampled index, in order, seeking over gaps.
+
+    ``first`` is frame 0, just read: every plan starts there, and seeking back to it instead
+    fails on some files (a one-frame video among them). Times count from frame 0's timestamp.
+    """
+    origin_ms = capture.get(cv2.CAP_PROP_POS_MSEC)
+    yield 0, first, 0.0
     wanted = np.unique(np.concatenate([p.indices for p in plans]))
-    position = 0
-    for index in wanted:
+    position = 1
+    for index in wanted[wanted > 0]:
         if index - position >= SEEK_MIN_GAP_FRAMES:
             capture.set(cv2.CAP_PROP_POS_FRAMES, int(index))
             position = int(index)
@@ -94,7 +139,7 @@ def _iter_frames(
         if not ok or frame is None:
             return
         position += 1
-        yield int(index), frame
+        yield int(index), frame, (capture.get(cv2.CAP_PROP_POS_MSEC) - origin_ms) / 1000.0
 
 
 class WindowSampler:
@@ -114,62 +159,62 @@ class WindowSampler:
             ok, first = capture.read()
             if not ok or first is None:
                 raise VideoError("no_frames", "the first frame could not be decoded")
-            capture.set(cv2.CAP_PROP_POS_FRAMES, 0)
         except Exception:
             capture.release()
             raise
         height, width = first.shape[:2]
         info = VideoInfo(fps=fps, frame_count=count, width=width, height=height)
         plans = plan_windows(count, fps, self._config.sampling)
-        return info, self._windows(capture, plans, info)
+        return info, self._windows(capture, plans, info, first)
+
+    def sample(self, path: str) -> SampledVideo:
+        """All of ``path``'s windows, stacked (at least the first: ``open`` decoded frame 0)."""
+        info, windows = self.open(path)
+        clips = list(windows)
+        return SampledVideo(
+            info=info,
+            frames=np.stack([w.frames for w in clips]),
+            mask=np.stack([w.mask for w in clips]),
+            starts=np.array([w.start_s for w in clips]),
+            ends=np.array([w.end_s for w in clips]),
+        )
 
     def _windows(
-        self, capture: cv2.VideoCapture, plans: list[WindowPlan], info: VideoInfo
+        self, capture: cv2.VideoCapture, plans: list[WindowPlan], info: VideoInfo, first: np.ndarray
     ) -> Iterator[Window]:
         previous_box: Box | None = None
-        pending: dict[int, np.ndarray] = {}
-        remaining = list(plans)
+        upcoming = list(plans)
+        filling: list[_Filling] = []
         try:
-            for index, bgr in _iter_frames(capture, plans):
-                pending[index] = bgr
-                while remaining and int(remaining[0].indices[-1]) <= index:
-                    window, previous_box = self._make_window(
-                        remaining.pop(0), pending, previous_box, info
-                    )
-                    if window is not None:
-                        yield window
-                    keep_from = int(remaining[0].indices[0]) if remaining else index + 1
-                    pending = {i: f for i, f in pending.items() if i >= keep_from}
+            for index, bgr, time_s in _iter_frames(capture, plans, first):
+                # Windows open in plan order, so each one's box can fall back on the last's.
+                while upcoming and int(upcoming[0].indices[0]) == index:
+                    plan = upcoming.pop(0)
+                    rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+                    box, source = self._face_box(rgb, previous_box, info.width, info.height)
+                    previous_box = box if source != "center" else previous_box
+                    filling.append(_Filling(plan, box, source, [], []))
+                for window in filling:
+                    if index in window.plan.indices:
+                        window.crops.append(self._crop(bgr, window.box))
+                        window.times.append(time_s)
+                while filling and int(filling[0].plan.indices[-1]) <= index:
+                    yield self._finish(filling.pop(0))
             # The header promised more frames than the stream holds: keep what was decoded.
-            for plan in remaining:
-                window, previous_box = self._make_window(plan, pending, previous_box, info)
-                if window is not None:
-                    yield window
+            for window in filling:
+                yield self._finish(window)
         finally:
             capture.release()
 
-    def _make_window(
-        self,
-        plan: WindowPlan,
-        decoded: dict[int, np.ndarray],
-        previous_box: Box | None,
-        info: VideoInfo,
-    ) -> tuple[Window | None, Box | None]:
-        indices = [i for i in plan.indices.tolist() if i in decoded]
-        if not indices:
-            return None, previous_box
-        end_s = plan.end_s
-        if indices[-1] != int(plan.indices[-1]) and info.fps > 0:
-            end_s = (indices[-1] + 1) / info.fps
-        rgb = [cv2.cvtColor(decoded[i], cv2.COLOR_BGR2RGB) for i in indices]
-        box, source = self._face_box(rgb[0], previous_box, info.width, info.height)
+    def _crop(self, bgr: np.ndarray, box: Box) -> np.ndarray:
         size = self._config.backbone.input_size
-        resized = [
-            cv2.resize(crop(f, box), (size, size), interpolation=cv2.INTER_AREA) for f in rgb
-        ]
-        stacked, mask = pad_window(resized, self._config.sampling.frames_per_window)
-        window = Window(stacked, mask, plan.start_s, end_s, source)
-        return window, (box if source != "center" else previous_box)
+        rgb = cv2.cvtColor(crop(bgr, box), cv2.COLOR_BGR2RGB)
+        return cv2.resize(rgb, (size, size), interpolation=cv2.INTER_AREA)
+
+    def _finish(self, window: _Filling) -> Window:
+        stacked, mask = pad_window(window.crops, self._config.sampling.frames_per_window)
+        start_s, end_s = window_span(window.plan, window.times)
+        return Window(stacked, mask, start_s, end_s, window.face_source)
 
     def _face_box(
         self, frame_rgb: np.ndarray, previous_box: Box | None, width: int, height: int

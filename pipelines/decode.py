@@ -5,6 +5,9 @@ by one DoFn call, which yields a batch whenever it holds ``min_batch_windows`` w
 rest when the group ends. Groups decode in parallel, only light references are shuffled (never
 decoded frames), and every batch is emitted from ``process``: Beam 2.77's Dask runner drops
 whatever a DoFn emits in ``finish_bundle``, which is where ``BatchElements`` emits its last batch.
+
+Each video is decoded in a child process (``pipelines.isolation``) under a time limit, after a
+size check on the listing's metadata, so a hostile upload costs one error row and nothing more.
 """
 
 from __future__ import annotations
@@ -28,13 +31,22 @@ from apache_beam.io.filesystems import FileSystems
 
 from model.config import DetectorConfig
 from model.errors import VideoError
-from model.storage import is_s3
-from model.video import VideoInfo, WindowSampler
+from model.storage import is_s3, prefer_standard_retries
+from model.video import VideoInfo
 from pipelines import metrics, store
+from pipelines.isolation import DecoderProcess
 from pipelines.listing import VideoRef
 
 _LOG = logging.getLogger(__name__)
 _SAFE_SUFFIX = re.compile(r"\.[A-Za-z0-9]{1,8}")
+
+
+@dataclass(frozen=True)
+class DecodeLimits:
+    """What one video may cost: its size (from the listing, before download) and decode time."""
+
+    max_bytes: int = 4 << 30
+    timeout_s: float = 120.0
 
 
 @dataclass(frozen=True)
@@ -88,19 +100,36 @@ def local_copy(uri: str) -> Iterator[str]:
             ):
                 shutil.copyfileobj(src, out)
         except Exception as err:
-            raise VideoError("fetch_failed", f"could not read {uri}: {err}") from err
+            raise _fetch_error(uri, err) from err
         yield name
     finally:
         os.unlink(name)
 
 
+def _fetch_error(uri: str, err: Exception) -> VideoError:
+    """The error row's reason for a failed read: a refused or missing object, or any other."""
+    status = getattr(err, "code", None)  # Beam's S3ClientError carries the HTTP status
+    if is_s3(uri) and status == 403:
+        return VideoError("s3_forbidden", f"S3 refused to read {uri}: {err}")
+    if is_s3(uri) and (status == 404 or isinstance(err, FileNotFoundError)):
+        return VideoError("s3_not_found", f"{uri} is gone since the listing: {err}")
+    return VideoError("fetch_failed", f"could not read {uri}: {err}")
+
+
 class DecodeVideos(beam.DoFn):
     """(group, [VideoRef]) -> batches (lists of VideoClip) and error rows for failed videos."""
 
-    def __init__(self, config: DetectorConfig, model_version: str, min_batch_windows: int) -> None:
+    def __init__(
+        self,
+        config: DetectorConfig,
+        model_version: str,
+        min_batch_windows: int,
+        limits: DecodeLimits = DecodeLimits(),
+    ) -> None:
         self._config = config
         self._model_version = model_version
         self._min_batch_windows = min_batch_windows
+        self._limits = limits
         self._decoded = beam.metrics.Metrics.counter("deeptrust", "videos_decoded")
         self._failed = beam.metrics.Metrics.counter("deeptrust", "videos_failed")
         self._windows = beam.metrics.Metrics.counter("deeptrust", "windows")
@@ -108,7 +137,12 @@ class DecodeVideos(beam.DoFn):
         self._decode_ms = metrics.distribution("decode_ms")
 
     def setup(self) -> None:
-        self._sampler = WindowSampler(self._config)
+        prefer_standard_retries()
+        self._decoder = DecoderProcess(self._config, self._limits.timeout_s)
+        self._decoder.start()
+
+    def teardown(self) -> None:
+        self._decoder.close()
 
     def process(
         self, group: tuple[int, Iterable[VideoRef]]
@@ -139,25 +173,27 @@ class DecodeVideos(beam.DoFn):
 
     def _decode(self, ref: VideoRef) -> VideoClip | dict[str, Any]:
         try:
+            if ref.size_bytes > self._limits.max_bytes:
+                raise VideoError(
+                    "too_large",
+                    f"{ref.size_bytes} bytes, over the {self._limits.max_bytes} allowed "
+                    "(--max_video_bytes)",
+                )
             with local_copy(ref.uri) as path:
-                info, windows = self._sampler.open(path)
-                clips = list(windows)
-            if not clips:
-                raise VideoError("no_frames", "no frame of the sampled windows decoded")
+                sampled = self._decoder.sample(path)
         except VideoError as err:
             return self._error(ref, err.code, err.detail)
         except Exception as err:  # a failed video is a row, never a failed pipeline
             _LOG.exception("decoding %s failed", ref.uri)
             return self._error(ref, "decode_failed", f"{type(err).__name__}: {err}")
-        mask = np.stack([w.mask for w in clips])
         video = DecodedVideo(
             ref=ref,
-            info=info,
-            starts=np.array([w.start_s for w in clips]),
-            ends=np.array([w.end_s for w in clips]),
-            frames_analyzed=int(mask.sum()),
+            info=sampled.info,
+            starts=sampled.starts,
+            ends=sampled.ends,
+            frames_analyzed=int(sampled.mask.sum()),
         )
-        return VideoClip(video, np.stack([w.frames for w in clips]), mask)
+        return VideoClip(video, sampled.frames, sampled.mask)
 
     def _error(self, ref: VideoRef, code: str, detail: str) -> dict[str, Any]:
         _LOG.warning("%s: %s: %s", ref.uri, code, detail)
@@ -172,13 +208,19 @@ class ExtractWindows(beam.PTransform):
     """
 
     def __init__(
-        self, config: DetectorConfig, model_version: str, groups: int, min_batch_windows: int
+        self,
+        config: DetectorConfig,
+        model_version: str,
+        groups: int,
+        min_batch_windows: int,
+        limits: DecodeLimits,
     ) -> None:
         super().__init__()
         self._config = config
         self._model_version = model_version
         self._groups = groups
         self._min_batch_windows = min_batch_windows
+        self._limits = limits
 
     def expand(
         self, refs: beam.PCollection[VideoRef]
@@ -189,5 +231,9 @@ class ExtractWindows(beam.PTransform):
             | "Assign decode groups" >> beam.WithKeys(lambda ref: decode_group(ref.uri, groups))
             | "Group videos" >> beam.GroupByKey()
             | "Decode and batch"
-            >> beam.ParDo(DecodeVideos(self._config, self._model_version, self._min_batch_windows))
+            >> beam.ParDo(
+                DecodeVideos(
+                    self._config, self._model_version, self._min_batch_windows, self._limits
+                )
+            )
         )

@@ -6,35 +6,40 @@ read alike; S3 settings come from Beam's S3 options (``--s3_endpoint_url``) or t
 
 A video's ``content_version`` identifies its exact bytes. On S3 it is the ETag with the size: the
 ETag of a multipart upload is not an MD5 of the content, but together with the size it still
-changes whenever the object is rewritten. Elsewhere it is the SHA-256 of the bytes.
+changes whenever the object is rewritten. Elsewhere it is the SHA-256 of the bytes. An object
+that cannot be read (refused, or gone since the match) gets ``unreadable:size:<bytes>``: the
+decoder then fails to read it too, and its error row says why.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 import apache_beam as beam
 from apache_beam.io import fileio
-from apache_beam.io.filesystem import CompressionTypes, FileMetadata
+from apache_beam.io.filesystem import BeamIOError, CompressionTypes, FileMetadata
 from apache_beam.io.filesystems import FileSystems
 
-from model.storage import is_s3
+from model.storage import is_s3, prefer_standard_retries
 from pipelines import store
 from pipelines.sharding import shard_of
 
 _GLOB_CHARS = "*?["
 _READ_BLOCK = 1 << 20
+_LOG = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class VideoRef:
-    """One object to scan: where it is and which bytes it holds."""
+    """One object to scan: where it is, which bytes it holds, and how many (from the listing)."""
 
     uri: str
     content_version: str
+    size_bytes: int
 
 
 @dataclass(frozen=True)
@@ -61,14 +66,18 @@ def is_video(path: str, extensions: Iterable[str]) -> bool:
 
 def content_version(metadata: FileMetadata) -> str:
     """``etag:<etag>:size:<bytes>`` for S3 objects, ``sha256:<hex>`` for anything else."""
-    if is_s3(metadata.path):
-        etag = FileSystems.checksum(metadata.path).strip('"')
-        return f"etag:{etag}:size:{metadata.size_in_bytes}"
-    digest = hashlib.sha256()
-    with FileSystems.open(metadata.path, compression_type=CompressionTypes.UNCOMPRESSED) as f:
-        for block in iter(lambda: f.read(_READ_BLOCK), b""):
-            digest.update(block)
-    return f"sha256:{digest.hexdigest()}"
+    try:
+        if is_s3(metadata.path):
+            etag = FileSystems.checksum(metadata.path).strip('"')
+            return f"etag:{etag}:size:{metadata.size_in_bytes}"
+        digest = hashlib.sha256()
+        with FileSystems.open(metadata.path, compression_type=CompressionTypes.UNCOMPRESSED) as f:
+            for block in iter(lambda: f.read(_READ_BLOCK), b""):
+                digest.update(block)
+        return f"sha256:{digest.hexdigest()}"
+    except (BeamIOError, OSError) as err:
+        _LOG.warning("%s: cannot read its version: %s", metadata.path, err)
+        return f"unreadable:size:{metadata.size_in_bytes}"
 
 
 class DescribeVideos(beam.DoFn):
@@ -79,12 +88,15 @@ class DescribeVideos(beam.DoFn):
         self._videos = beam.metrics.Metrics.counter("deeptrust", "videos_listed")
         self._other = beam.metrics.Metrics.counter("deeptrust", "non_video_objects")
 
+    def setup(self) -> None:
+        prefer_standard_retries()
+
     def process(self, metadata: FileMetadata) -> Iterator[VideoRef]:
         if not is_video(metadata.path, self._extensions):
             self._other.inc()
             return
         self._videos.inc()
-        yield VideoRef(metadata.path, content_version(metadata))
+        yield VideoRef(metadata.path, content_version(metadata), metadata.size_in_bytes)
 
 
 class ListVideos(beam.PTransform):
@@ -132,10 +144,13 @@ class PlanScan(beam.DoFn):
     video is skipped.
     """
 
-    def __init__(self, db_url: str, model_version: str, rescan: bool) -> None:
+    def __init__(
+        self, db_url: str, model_version: str, rescan: bool, retry: store.Retry = store.ONCE
+    ) -> None:
         self._db_url = db_url
         self._model_version = model_version
         self._rescan = rescan
+        self._retry = retry
         self._skipped = beam.metrics.Metrics.counter("deeptrust", "videos_skipped")
 
     def setup(self) -> None:
@@ -145,10 +160,13 @@ class PlanScan(beam.DoFn):
     def process(self, ref: VideoRef) -> Iterator[Planned]:
         skip = False
         if not self._rescan:
-            with self._engine.connect() as conn:
-                skip = store.is_scored(
+            skip = store.transaction(
+                self._engine,
+                lambda conn: store.is_scored(
                     conn, self._table, ref.uri, ref.content_version, self._model_version
-                )
+                ),
+                self._retry,
+            )
         if skip:
             self._skipped.inc()
         yield Planned(ref, skip)

@@ -14,6 +14,10 @@ on a Dask cluster::
 or on Dataflow, Flink or Spark with their usual options plus ``--setup_file ./setup.py``.
 ``deeptrust scan`` takes the same arguments. The last stdout line is a JSON summary; the exit
 status is 0 when the run finished (error rows included) and 1 when the run itself failed.
+
+Every database transaction is retried with back-off when the connection is refused or lost
+(``--db_attempts``, ``--db_retry_backoff_s``); each video is decoded in a child process under
+``--decode_timeout_s`` once its listed size passed ``--max_video_bytes``.
 """
 
 from __future__ import annotations
@@ -30,15 +34,16 @@ from typing import Any
 
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
 from model.bundle import detector_config, read_manifest
 from model.config import DetectorConfig
 from model.errors import BundleError
-from model.storage import fetch_tree, is_s3
+from model.storage import fetch_tree, is_s3, prefer_standard_retries
 from pipelines import metrics, store
 from pipelines.cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE, emit, progress
-from pipelines.decode import ExtractWindows
+from pipelines.decode import DecodeLimits, ExtractWindows
 from pipelines.inference import ScoreWindows, WindowModelHandler
 from pipelines.listing import CountListing, ListVideos, PlanScan
 from pipelines.migrations import migrate
@@ -100,6 +105,34 @@ class ScanOptions(PipelineOptions):
             help="rows per database upsert (default: %(default)s)",
         )
         parser.add_argument(
+            "--max_video_bytes",
+            type=int,
+            default=DecodeLimits.max_bytes,
+            help="larger videos are not downloaded or decoded but get an error row "
+            "too_large (default: %(default)s)",
+        )
+        parser.add_argument(
+            "--decode_timeout_s",
+            type=float,
+            default=DecodeLimits.timeout_s,
+            help="seconds one video may take to decode before its decoder is stopped and it "
+            "gets an error row decode_timeout (default: %(default)s)",
+        )
+        parser.add_argument(
+            "--db_attempts",
+            type=int,
+            default=store.Retry.attempts,
+            help="tries of each database transaction when the connection is refused or lost "
+            "(default: %(default)s)",
+        )
+        parser.add_argument(
+            "--db_retry_backoff_s",
+            type=float,
+            default=store.Retry.backoff_s,
+            help="pause before the second try, doubled before each further one "
+            "(default: %(default)s)",
+        )
+        parser.add_argument(
             "--video_extensions",
             default="mp4,mov,avi,mkv,webm,m4v",
             help="file extensions scanned as videos (default: %(default)s)",
@@ -119,9 +152,21 @@ class ScanOptions(PipelineOptions):
         """Raise ValueError for options that cannot make a scan."""
         if not self.input or not self.model:
             raise ValueError("--input and --model are required")
-        for name in ("min_batch_windows", "max_batch_windows", "decode_groups", "write_batch_size"):
+        counts = (
+            "min_batch_windows",
+            "max_batch_windows",
+            "decode_groups",
+            "write_batch_size",
+            "max_video_bytes",
+            "db_attempts",
+        )
+        for name in counts:
             if getattr(self, name) < 1:
                 raise ValueError(f"--{name} must be at least 1")
+        if self.decode_timeout_s <= 0:
+            raise ValueError("--decode_timeout_s must be positive")
+        if self.db_retry_backoff_s < 0:
+            raise ValueError("--db_retry_backoff_s must not be negative")
         if self.min_batch_windows > self.max_batch_windows:
             raise ValueError("--min_batch_windows must not exceed --max_batch_windows")
         if self.shard:
@@ -135,6 +180,14 @@ class ScanOptions(PipelineOptions):
     def listing_shard(self) -> tuple[int, int] | None:
         return parse_shard(self.shard) if self.shard else None
 
+    @property
+    def limits(self) -> DecodeLimits:
+        return DecodeLimits(max_bytes=self.max_video_bytes, timeout_s=self.decode_timeout_s)
+
+    @property
+    def db_retry(self) -> store.Retry:
+        return store.Retry(attempts=self.db_attempts, backoff_s=self.db_retry_backoff_s)
+
 
 class ScanFailed(Exception):
     """The run itself failed (not a video): ``summary`` is what the run's row recorded."""
@@ -142,6 +195,18 @@ class ScanFailed(Exception):
     def __init__(self, summary: dict[str, Any], cause: BaseException) -> None:
         super().__init__(f"scan {summary['run_id']} failed: {type(cause).__name__}: {cause}")
         self.summary = summary
+
+
+class RunNotRecorded(Exception):
+    """The database went away for good during the run, so its outcome could not be written."""
+
+    def __init__(self, run_id: str, cause: BaseException) -> None:
+        reason = str(cause).splitlines()[0]
+        super().__init__(
+            f"scan {run_id} stopped and the database is unreachable, so scan_runs keeps it as "
+            f"'running'; the next scan scores whatever has no row ({type(cause).__name__}: "
+            f"{reason})"
+        )
 
 
 class ScanVideos(beam.PTransform):
@@ -161,14 +226,16 @@ class ScanVideos(beam.PTransform):
         planned = (
             pbegin
             | "List videos" >> ListVideos(scan.input, scan.extensions, scan.listing_shard)
-            | "Plan the scan" >> beam.ParDo(PlanScan(scan.db, version, scan.rescan))
+            | "Plan the scan" >> beam.ParDo(PlanScan(scan.db, version, scan.rescan, scan.db_retry))
         )
         tally = planned | "Count the listing" >> CountListing()
         extracted = (
             planned
             | "Drop already scored" >> beam.FlatMap(lambda item: [] if item.skip else [item.ref])
             | "Extract windows"
-            >> ExtractWindows(config, version, scan.decode_groups, scan.min_batch_windows)
+            >> ExtractWindows(
+                config, version, scan.decode_groups, scan.min_batch_windows, scan.limits
+            )
         )
         handler = WindowModelHandler(scan.model, version, scan.max_batch_windows)
         scored = (
@@ -182,7 +249,7 @@ class ScanVideos(beam.PTransform):
             (scored, failed, tally)
             | "Merge" >> beam.Flatten()
             | "Write moderation results"
-            >> WriteModerationResults(scan.db, self._run_id, scan.write_batch_size)
+            >> WriteModerationResults(scan.db, self._run_id, scan.write_batch_size, scan.db_retry)
         )
 
 
@@ -218,7 +285,9 @@ def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
     """Run one scan and return its summary.
 
     Raises ValueError for unusable options, BundleError for a refused bundle, SQLAlchemyError when
-    the database is unreachable, and ScanFailed when the pipeline fails once the run has started.
+    the database is unreachable at the start (nothing is written then), ScanFailed when the
+    pipeline fails once the run has started, and RunNotRecorded when the database went away for
+    good during the run.
     """
     options = PipelineOptions(argv)
     scan = options.view_as(ScanOptions)
@@ -232,29 +301,37 @@ def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
         config = detector_config(manifest)
     except ValueError as err:
         raise BundleError(f"{scan.model}: {err}") from err
+    prefer_standard_retries()
+    retry = scan.db_retry
     engine = store.connect(scan.db)
     try:
+        store.transaction(engine, lambda conn: conn.execute(text("SELECT 1")), retry)
         migrate(engine)
         tables = store.Tables.reflect(engine)
         run_id = new_run_id()
         version = manifest["model_version"]
         runner = standard.runner.rsplit(".", 1)[-1]
-        store.start_run(engine, tables, run_id, scan.input, version, runner)
+        store.start_run(engine, tables, run_id, scan.input, version, runner, retry)
         progress(
             f"scan {run_id}: {scan.input} with model {version} "
             f"({manifest['backbone']['weights_label']}) on {runner}"
         )
         pipeline = beam.Pipeline(options=options)
         _ = pipeline | "Scan videos" >> ScanVideos(scan, config, version, run_id)
+        failure: Exception | None = None
         try:
             execute(pipeline)
         except Exception as err:
-            failed = store.finish_run(engine, tables, run_id, failed=True)
-            push = metrics.publish_run(engine, run_id, metrics.gateway_url(scan.pushgateway))
-            raise ScanFailed(summarize(failed, manifest) | {"metrics_push": push}, err) from err
-        finished = store.finish_run(engine, tables, run_id)
+            failure = err
+        try:
+            finished = store.finish_run(engine, tables, run_id, failure is not None, retry)
+        except SQLAlchemyError as err:
+            raise RunNotRecorded(run_id, failure or err) from err
         push = metrics.publish_run(engine, run_id, metrics.gateway_url(scan.pushgateway))
-        return summarize(finished, manifest) | {"metrics_push": push}
+        summary = summarize(finished, manifest) | {"metrics_push": push}
+        if failure is not None:
+            raise ScanFailed(summary, failure) from failure
+        return summary
     finally:
         engine.dispose()
 
@@ -290,6 +367,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ScanFailed as err:
         progress(f"deeptrust scan: {err}")
         emit(err.summary)
+        return EXIT_FAILED
+    except RunNotRecorded as err:
+        progress(f"deeptrust scan: {err}")
         return EXIT_FAILED
     except (BundleError, SQLAlchemyError, FileNotFoundError) as err:
         progress(f"deeptrust scan: the run could not start: {type(err).__name__}: {err}")

@@ -3,14 +3,21 @@
 Tables are reflected from the database that the migrator built, so ``infra/migrations/`` stays
 the one definition of the schema. Every statement is parameterized. Times are naive UTC, which
 SQLite and PostgreSQL ``TIMESTAMP`` columns both store unchanged.
+
+Every transaction of a scan goes through ``transaction``, which retries it with exponential
+back-off when the database is unreachable or drops the connection. That is safe because each one
+is a read, an idempotent upsert, or an update that sets rather than adds.
 """
 
 from __future__ import annotations
 
 import json
+import logging
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import (
     Connection,
@@ -24,11 +31,25 @@ from sqlalchemy import (
     select,
 )
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 RESULT_KEY = ("video_uri", "content_version", "model_version")
 # A moderator's decision survives a re-scan of the same video by the same model.
 DECIDED = ("confirmed", "dismissed")
 _INSERTS = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}
+_LOG = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Retry:
+    """How many times a transaction is tried, and the first pause (doubled after each failure)."""
+
+    attempts: int = 5
+    backoff_s: float = 1.0
+
+
+ONCE = Retry(attempts=1)
 
 
 def connect(url: str) -> Engine:
@@ -37,6 +58,34 @@ def connect(url: str) -> Engine:
         # Several worker processes may write at once; wait for SQLite's lock instead of failing.
         return create_engine(url, connect_args={"timeout": 60})
     return create_engine(url, pool_pre_ping=True)
+
+
+def _lost_connection(err: DBAPIError) -> bool:
+    return err.connection_invalidated or isinstance(err, (OperationalError, InterfaceError))
+
+
+def transaction(engine: Engine, work: Callable[[Connection], T], retry: Retry = ONCE) -> T:
+    """``work(conn)`` in one transaction, tried again after a lost or refused connection."""
+    attempt = 1
+    while True:
+        try:
+            with engine.begin() as conn:
+                return work(conn)
+        except DBAPIError as err:
+            if attempt >= retry.attempts or not _lost_connection(err):
+                raise
+            pause = retry.backoff_s * 2 ** (attempt - 1)
+            # The driver's own message, never the URL: it may hold a password.
+            reason = str(err.orig).splitlines()[0] if err.orig is not None else type(err).__name__
+            _LOG.warning(
+                "database unavailable (%s); attempt %d of %d, retrying in %.2f s",
+                reason,
+                attempt,
+                retry.attempts,
+                pause,
+            )
+            time.sleep(pause)
+            attempt += 1
 
 
 def utc_now() -> datetime:
@@ -126,19 +175,23 @@ def is_scored(
 
 
 def start_run(
-    engine: Engine, tables: Tables, run_id: str, input_uri: str, model_version: str, runner: str
+    engine: Engine,
+    tables: Tables,
+    run_id: str,
+    input_uri: str,
+    model_version: str,
+    runner: str,
+    retry: Retry = ONCE,
 ) -> None:
-    with engine.begin() as conn:
-        conn.execute(
-            tables.runs.insert().values(
-                run_id=run_id,
-                started_at=utc_now(),
-                input_uri=input_uri,
-                model_version=model_version,
-                runner=runner,
-                status="running",
-            )
-        )
+    row = tables.runs.insert().values(
+        run_id=run_id,
+        started_at=utc_now(),
+        input_uri=input_uri,
+        model_version=model_version,
+        runner=runner,
+        status="running",
+    )
+    transaction(engine, lambda conn: conn.execute(row), retry)
 
 
 def record_listing(conn: Connection, table: Table, run_id: str, seen: int, skipped: int) -> None:
@@ -148,7 +201,9 @@ def record_listing(conn: Connection, table: Table, run_id: str, seen: int, skipp
     )
 
 
-def finish_run(engine: Engine, tables: Tables, run_id: str, failed: bool = False) -> dict[str, Any]:
+def finish_run(
+    engine: Engine, tables: Tables, run_id: str, failed: bool = False, retry: Retry = ONCE
+) -> dict[str, Any]:
     """Count the run's rows into ``scan_runs``, set its final status, and return its row.
 
     A run is ``incomplete`` when some listed video got neither a row nor a skip: something was
@@ -160,7 +215,8 @@ def finish_run(engine: Engine, tables: Tables, run_id: str, failed: bool = False
         func.count().filter(results.c.flagged.is_(True)),
         func.count().filter(results.c.status == "error"),
     ).where(results.c.run_id == run_id)
-    with engine.begin() as conn:
+
+    def finish(conn: Connection) -> dict[str, Any]:
         scored, flagged, errors = conn.execute(count_rows).one()
         seen, skipped = conn.execute(
             select(tables.runs.c.videos_seen, tables.runs.c.skipped).where(
@@ -184,7 +240,9 @@ def finish_run(engine: Engine, tables: Tables, run_id: str, failed: bool = False
             )
         )
         row = conn.execute(select(tables.runs).where(tables.runs.c.run_id == run_id)).one()
-    return dict(row._mapping)
+        return dict(row._mapping)
+
+    return transaction(engine, finish, retry)
 
 
 def flagged_results(engine: Engine, run_id: str) -> list[dict[str, Any]]:

@@ -2,6 +2,8 @@
 
 Rows are buffered and written in batches of idempotent upserts: a flush in ``finish_bundle`` is a
 side effect, not an output, so it runs on the Dask runner too (which drops only outputs there).
+A write that loses its connection is retried with back-off (``store.transaction``); when the
+database stays away, the step fails and so does the run, and the next scan writes what is left.
 """
 
 from __future__ import annotations
@@ -20,10 +22,13 @@ _LOG = logging.getLogger(__name__)
 class UpsertResults(beam.DoFn):
     """Upserts rows in batches of ``batch_size``; records a ListingTally on the run's row."""
 
-    def __init__(self, db_url: str, run_id: str, batch_size: int) -> None:
+    def __init__(
+        self, db_url: str, run_id: str, batch_size: int, retry: store.Retry = store.ONCE
+    ) -> None:
         self._db_url = db_url
         self._run_id = run_id
         self._batch_size = batch_size
+        self._retry = retry
         self._rows = beam.metrics.Metrics.counter("deeptrust", "rows_written")
         self._outcomes = metrics.OutcomeCounters()
 
@@ -37,10 +42,13 @@ class UpsertResults(beam.DoFn):
 
     def process(self, element: dict[str, Any] | ListingTally) -> None:
         if isinstance(element, ListingTally):
-            with self._engine.begin() as conn:
-                store.record_listing(
+            store.transaction(
+                self._engine,
+                lambda conn: store.record_listing(
                     conn, self._tables.runs, self._run_id, element.seen, element.skipped
-                )
+                ),
+                self._retry,
+            )
             _LOG.info(
                 "scan %s: listed %d videos, %d already scored",
                 self._run_id,
@@ -58,8 +66,13 @@ class UpsertResults(beam.DoFn):
     def _flush(self) -> None:
         if not self._pending:
             return
-        with self._engine.begin() as conn:
-            store.upsert_results(conn, self._tables.results, self._pending, self._run_id)
+        store.transaction(
+            self._engine,
+            lambda conn: store.upsert_results(
+                conn, self._tables.results, self._pending, self._run_id
+            ),
+            self._retry,
+        )
         self._rows.inc(len(self._pending))
         for row in self._pending:
             self._outcomes.count(row)
@@ -74,13 +87,14 @@ class UpsertResults(beam.DoFn):
 class WriteModerationResults(beam.PTransform):
     """Rows and the listing tally -> the database. Emits nothing downstream."""
 
-    def __init__(self, db_url: str, run_id: str, batch_size: int) -> None:
+    def __init__(self, db_url: str, run_id: str, batch_size: int, retry: store.Retry) -> None:
         super().__init__()
         self._db_url = db_url
         self._run_id = run_id
         self._batch_size = batch_size
+        self._retry = retry
 
     def expand(self, records: beam.PCollection) -> beam.PCollection:
         return records | "Upsert" >> beam.ParDo(
-            UpsertResults(self._db_url, self._run_id, self._batch_size)
+            UpsertResults(self._db_url, self._run_id, self._batch_size, self._retry)
         )

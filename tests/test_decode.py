@@ -20,7 +20,7 @@ def test_a_group_yields_batches_of_several_videos_and_error_rows(corpus, small_c
     empty = tmp_path / "empty.mp4"
     empty.touch()
     paths = [good[0], broken, good[1], empty, good[2]]
-    refs = [VideoRef(str(p), f"sha256:{i}") for i, p in enumerate(paths)]
+    refs = [VideoRef(str(p), f"sha256:{i}", p.stat().st_size) for i, p in enumerate(paths)]
     decode = DecodeVideos(small_config, "m1", min_batch_windows=5)
     decode.setup()
 

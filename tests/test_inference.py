@@ -21,7 +21,7 @@ def make_clip(rng, name: str, windows: int, frames: int, size: int) -> VideoClip
     mask = np.ones((windows, frames), bool)
     mask[-1, frames // 2 :] = False  # the last window is short, as at the end of a video
     video = DecodedVideo(
-        ref=VideoRef(f"/videos/{name}.mp4", f"sha256:{name}"),
+        ref=VideoRef(f"/videos/{name}.mp4", f"sha256:{name}", 1000),
         info=VideoInfo(fps=25.0, frame_count=100, width=320, height=240),
         starts=np.arange(windows, dtype=float),
         ends=np.arange(windows, dtype=float) + 1.0,
@@ -57,7 +57,7 @@ def test_a_bundle_that_changed_after_the_scan_started_is_refused(bundle):
 
 def test_window_scores_become_a_flagged_row_pending_review():
     video = DecodedVideo(
-        ref=VideoRef("s3://b/v.mp4", "etag:x:size:3"),
+        ref=VideoRef("s3://b/v.mp4", "etag:x:size:3", 3),
         info=VideoInfo(fps=25.0, frame_count=100, width=320, height=240),
         starts=np.array([0.0, 2.0]),
         ends=np.array([1.0, 3.0]),

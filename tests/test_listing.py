@@ -36,7 +36,7 @@ def test_local_videos_are_listed_recursively_with_content_hashes(tmp_path):
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).write_bytes(data)
     expected = [
-        VideoRef(str(tmp_path / name), sha256(data))
+        VideoRef(str(tmp_path / name), sha256(data), len(data))
         for name, data in files.items()
         if not name.endswith(".csv")
     ]
@@ -55,7 +55,8 @@ def test_s3_objects_are_versioned_by_etag_and_size(s3_server):
     for key, body in objects.items():
         if key.endswith(".mp4"):
             etag = client.head_object(Bucket="uploads", Key=key)["ETag"].strip('"')
-            expected.append(VideoRef(f"s3://uploads/{key}", f"etag:{etag}:size:{len(body)}"))
+            version = f"etag:{etag}:size:{len(body)}"
+            expected.append(VideoRef(f"s3://uploads/{key}", version, len(body)))
     # Only the pipeline option names the endpoint: AWS_ENDPOINT_URL_S3 is unset here.
     options = PipelineOptions([f"--s3_endpoint_url={s3_server}"])
     with test_pipeline.TestPipeline(runner=LOCAL_RUNNER, options=options) as pipeline:

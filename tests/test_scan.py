@@ -139,7 +139,8 @@ def test_a_tampered_bundle_fails_the_run_before_it_starts(corpus, bundle, tmp_pa
 
 def test_an_unreachable_database_fails_the_run(corpus, bundle, capsys):
     db_url = "postgresql+psycopg://postgres@127.0.0.1:1/test"
-    code = cli.main(["scan", "--input", str(corpus), "--model", str(bundle), "--db", db_url])
+    fast = ["--db_retry_backoff_s", "0.01"]
+    code = cli.main(["scan", "--input", str(corpus), "--model", str(bundle), "--db", db_url, *fast])
     assert code == cli.EXIT_FAILED
     assert "could not start" in capsys.readouterr().err
 

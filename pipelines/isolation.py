@@ -1,0 +1,180 @@
+"""Decode videos in a child process, so that a decoder crashing or hanging costs one video.
+
+OpenCV and FFmpeg run native code over untrusted uploads; a hostile file can crash them or make
+them spin. The scan therefore decodes in a child (``python -m pipelines.isolation FD``) that
+loads the face detector once and answers one request per video over a pipe: a local path in, the
+video's stacked windows (``model.video.SampledVideo``) back, once per video. The parent waits at
+most ``timeout_s`` for each answer. A child that dies or overruns is killed, the video becomes an
+error row (``decoder_crashed`` or ``decode_timeout``), and a fresh child takes the next video.
+
+A subprocess rather than ``multiprocessing``: Dask's worker processes are daemons, and
+``multiprocessing`` refuses to give a daemon children.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import signal
+import subprocess
+import sys
+import threading
+import weakref
+from multiprocessing import Pipe
+from multiprocessing.connection import Connection
+from pathlib import Path
+
+from model.config import DetectorConfig
+from model.errors import VideoError
+from model.video import SampledVideo, WindowSampler
+
+# Starting the child imports TensorFlow and loads MTCNN: seconds, or minutes on a loaded worker.
+STARTUP_TIMEOUT_S = 600.0
+# Test seam, read only by the child: a JSON object mapping a file name to "crash" or "hang".
+# No real file crashes or hangs this OpenCV build on demand, so the tests use it to make the
+# child fail exactly as a hostile file would (see tests/test_hardening_inputs.py).
+FAULTS_ENV = "DEEPTRUST_TEST_DECODER_FAULTS"
+_PACKAGE_ROOT = str(Path(__file__).resolve().parent.parent)
+_PARENT_POLL_S = 1.0
+
+
+def _stop(process: subprocess.Popen, conn: Connection) -> int:
+    """Kill the child if it still runs, and return its exit status."""
+    conn.close()
+    if process.poll() is None:
+        process.kill()
+    return process.wait()
+
+
+def _describe_exit(status: int) -> str:
+    if status < 0:
+        return f"killed by {signal.Signals(-status).name}"
+    return f"exit status {status}"
+
+
+class DecoderProcess:
+    """A child process that samples videos into windows, restarted whenever it fails."""
+
+    def __init__(self, config: DetectorConfig, timeout_s: float) -> None:
+        self._config = config
+        self._timeout_s = timeout_s
+        self._conn: Connection | None = None
+        self._ready = False
+        self._finalizer: weakref.finalize | None = None
+
+    def start(self) -> None:
+        """Start the child without waiting for it: it loads while the caller does other work."""
+        if self._conn is not None:
+            return
+        ours, theirs = Pipe()
+        env = dict(os.environ)
+        env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        # FFmpeg logs every bad packet of a corrupt upload; its error row already says why.
+        env.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [_PACKAGE_ROOT, env.get("PYTHONPATH")]))
+        process = subprocess.Popen(
+            [sys.executable, "-m", "pipelines.isolation", str(theirs.fileno())],
+            pass_fds=(theirs.fileno(),),
+            env=env,
+            stdin=subprocess.DEVNULL,
+        )
+        theirs.close()
+        ours.send(self._config)
+        self._conn, self._ready = ours, False
+        self._finalizer = weakref.finalize(self, _stop, process, ours)
+
+    def sample(self, path: str) -> SampledVideo:
+        """``path``'s windows, decoded in the child; raises VideoError as the child reports it."""
+        conn = self._wait_ready()
+        try:
+            conn.send(path)
+            if not conn.poll(self._timeout_s):
+                self.close()
+                raise VideoError(
+                    "decode_timeout",
+                    f"no result within {self._timeout_s:g} s (--decode_timeout_s); "
+                    "the decoder was stopped",
+                )
+            reply = conn.recv()
+        except (EOFError, OSError) as err:
+            status = self.close()
+            raise VideoError(
+                "decoder_crashed", f"the decoder process died ({_describe_exit(status)})"
+            ) from err
+        if reply[0] == "error":
+            raise VideoError(reply[1], reply[2])
+        return reply[1]
+
+    def close(self) -> int:
+        """Stop the child; returns its exit status (0 when none was running)."""
+        status = 0
+        if self._finalizer is not None:
+            status = self._finalizer()
+        self._conn, self._finalizer = None, None
+        return status
+
+    def _wait_ready(self) -> Connection:
+        self.start()
+        assert self._conn is not None
+        if not self._ready:
+            try:
+                if not self._conn.poll(STARTUP_TIMEOUT_S):
+                    raise TimeoutError(f"no answer within {STARTUP_TIMEOUT_S:g} s")
+                self._conn.recv()
+            except (EOFError, OSError) as err:
+                status = self.close()
+                raise RuntimeError(
+                    f"the decoder process failed to start ({_describe_exit(status)})"
+                ) from err
+            self._ready = True
+        return self._conn
+
+
+def _exit_with_parent() -> None:
+    """End this child when its parent dies, even in the middle of a hung decode."""
+    parent = os.getppid()
+
+    def watch() -> None:
+        while not threading.Event().wait(_PARENT_POLL_S):
+            if os.getppid() != parent:
+                os._exit(1)
+
+    threading.Thread(target=watch, daemon=True).start()
+
+
+def _inject_fault(fault: str | None) -> None:
+    if fault == "crash":
+        os.kill(os.getpid(), signal.SIGSEGV)
+    elif fault == "hang":
+        threading.Event().wait()
+
+
+def _serve(conn: Connection) -> None:
+    sampler = WindowSampler(conn.recv())
+    faults = json.loads(os.environ.get(FAULTS_ENV, "{}"))
+    conn.send(("ready",))
+    while True:
+        try:
+            path = conn.recv()
+        except EOFError:  # the parent closed the pipe or died
+            return
+        _inject_fault(faults.get(os.path.basename(path)))
+        try:
+            reply = ("ok", sampler.sample(path))
+        except VideoError as err:
+            reply = ("error", err.code, err.detail)
+        except Exception as err:  # any failure is this video's, never the child's end
+            reply = ("error", "decode_failed", f"{type(err).__name__}: {err}")
+        conn.send(reply)
+
+
+def main() -> None:
+    # A crashing decoder must not write core dumps the size of its 8K frames onto the worker.
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    _exit_with_parent()
+    _serve(Connection(int(sys.argv[1])))
+
+
+if __name__ == "__main__":
+    main()

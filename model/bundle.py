@@ -23,6 +23,7 @@ from model.config import DetectorConfig
 from model.dataset import LABELS
 from model.detector import Detector, make_strategy
 from model.errors import BundleError
+from model.runtime import FLOAT32, dtype_policy, plan_runtime
 from model.storage import fetch_tree, is_s3
 
 FORMAT_VERSION = 1
@@ -110,27 +111,33 @@ def detector_config(manifest: dict[str, Any]) -> DetectorConfig:
 
 
 def load_bundle(
-    uri: str, strategy: tf.distribute.Strategy | None = None
+    uri: str, strategy: tf.distribute.Strategy | None = None, precision: str = FLOAT32
 ) -> tuple[Detector, dict[str, Any]]:
-    """Verify and load a bundle from a local directory or an ``s3://`` prefix."""
+    """Verify and load a bundle from a local directory or an ``s3://`` prefix.
+
+    ``precision`` (see ``model.runtime``) is how the backbone computes; its weights load from
+    float32 whatever it is.
+    """
     if not is_s3(uri):
-        return _load_local(Path(uri), strategy)
+        return _load_local(Path(uri), strategy, precision)
     with tempfile.TemporaryDirectory(prefix="deeptrust-bundle-") as tmp:
-        return _load_local(fetch_tree(uri, tmp), strategy)
+        return _load_local(fetch_tree(uri, tmp), strategy, precision)
 
 
 def _load_local(
-    root: Path, strategy: tf.distribute.Strategy | None
+    root: Path, strategy: tf.distribute.Strategy | None, precision: str
 ) -> tuple[Detector, dict[str, Any]]:
     manifest = read_manifest(root)
     config = detector_config(manifest)
     strategy = strategy or make_strategy()
+    runtime = plan_runtime(precision, strategy)
     with strategy.scope():
-        backbone = build_backbone(config.backbone, None)
+        with dtype_policy(runtime.precision):
+            backbone = build_backbone(config.backbone, None)
         backbone.load_weights(root / BACKBONE_FILE)
         try:
             head = keras.models.load_model(root / HEAD_FILE, safe_mode=True, compile=False)
         except (ValueError, TypeError) as err:
             raise BundleError(f"{HEAD_FILE} cannot be loaded in Keras safe mode: {err}") from err
     source = manifest["backbone"]["weights_source"]
-    return Detector(config, backbone, head, strategy, source), manifest
+    return Detector(config, backbone, head, strategy, source, runtime), manifest

@@ -9,9 +9,7 @@ import tensorflow as tf
 from model.backbone import RANDOM, build_backbone
 from model.config import DetectorConfig
 from model.head import build_head
-
-# Rows per replica in every model call (frames for the backbone, windows for the head).
-CHUNK_PER_REPLICA = 32
+from model.runtime import RuntimePlan
 
 
 def make_strategy(devices: list[str] | None = None) -> tf.distribute.Strategy:
@@ -38,12 +36,16 @@ class Detector:
         head: tf.keras.Model,
         strategy: tf.distribute.Strategy,
         weights_source: str,
+        runtime: RuntimePlan | None = None,
     ) -> None:
         self.config = config
         self.backbone = backbone
         self.head = head
         self.strategy = strategy
         self.weights_source = weights_source
+        self.runtime = runtime or RuntimePlan()
+        # XLA for the backbone only: the head is tiny, and its LSTMs use cuDNN kernels on GPUs.
+        backbone.jit_compile = self.runtime.jit_compile
 
     @classmethod
     def build(
@@ -61,6 +63,12 @@ class Detector:
             )
         return cls(config, backbone, head, strategy, weights)
 
+    def with_runtime(self, runtime: RuntimePlan) -> Detector:
+        """The same models run another way; XLA takes effect only on models not yet called."""
+        return Detector(
+            self.config, self.backbone, self.head, self.strategy, self.weights_source, runtime
+        )
+
     @property
     def replicas(self) -> int:
         return self.strategy.num_replicas_in_sync
@@ -68,7 +76,7 @@ class Detector:
     @property
     def chunk(self) -> int:
         """The one batch shape the models ever see: a fixed number of rows per replica."""
-        return CHUNK_PER_REPLICA * self.replicas
+        return self.runtime.chunk_per_replica * self.replicas
 
     def _predict(self, model: tf.keras.Model, *inputs: np.ndarray) -> np.ndarray:
         """``model.predict`` over inputs padded to a multiple of ``chunk`` rows.
@@ -105,3 +113,8 @@ class Detector:
 
     def score_windows(self, frames: np.ndarray, mask: np.ndarray) -> np.ndarray:
         return self.head_scores(self.window_features(frames, mask), mask)
+
+    def warm_up(self) -> None:
+        """Trace both models for the one batch shape now, before the first real batch waits."""
+        shape, size = (1, self.config.sampling.frames_per_window), self.config.backbone.input_size
+        self.score_windows(np.zeros((*shape, size, size, 3), np.uint8), np.ones(shape, bool))

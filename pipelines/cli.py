@@ -116,7 +116,7 @@ def cmd_score(args: argparse.Namespace) -> int:
     from model.verdict import verdict
     from model.video import VideoError, WindowSampler
 
-    detector, manifest = load_bundle(args.model)
+    detector, manifest = load_bundle(args.model, precision=args.precision)
     identity = {
         "video": args.video,
         "model_version": manifest["model_version"],
@@ -170,6 +170,30 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return EXIT_OK if summary["status"] == "succeeded" else EXIT_FAILED
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    _quiet_tensorflow()
+    from pipelines.bench import BenchSettings, format_report, run_bench
+
+    settings = BenchSettings(
+        videos=args.videos,
+        video_seconds=args.video_seconds,
+        image_size=args.image_size,
+        precision=args.precision,
+        model=args.model,
+        corpus=args.corpus,
+        short_seconds=args.short_seconds,
+        long_seconds=args.long_seconds,
+        options=args.compare_options,
+        seed=args.seed,
+    )
+    result = run_bench(settings, progress)
+    if args.json:
+        emit(result)
+    else:
+        print(format_report(result), flush=True)
+    return EXIT_OK
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     _quiet_tensorflow()
     from sqlalchemy.exc import SQLAlchemyError
@@ -215,6 +239,19 @@ def cmd_review(args: argparse.Namespace) -> int:
         return EXIT_FAILED
     emit({**vars(review), "rows": rows})
     return EXIT_OK
+
+
+def add_precision_option(parser: argparse.ArgumentParser, default: str) -> None:
+    from model.runtime import AUTO, PRECISIONS
+
+    parser.add_argument(
+        "--precision",
+        choices=(AUTO, *PRECISIONS),
+        default=default,
+        help="how the backbone computes (a runtime choice; the bundle is unchanged): "
+        "mixed_bfloat16 on CPUs with AVX512_BF16/AMX, mixed_float16 on GPUs, auto picks "
+        "(default: %(default)s)",
+    )
 
 
 def add_detector_options(parser: argparse.ArgumentParser) -> None:
@@ -295,6 +332,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("score", help="a JSON verdict for one video")
     p.add_argument("video", help="local path or s3:// URI")
     p.add_argument("--model", required=True, help="bundle directory or s3:// prefix")
+    add_precision_option(p, default="float32")
     p.set_defaults(func=cmd_score)
 
     # The scan's own parser (pipelines.scan) reads its options and `--help`; Beam options such as
@@ -315,6 +353,53 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--videos", type=int, default=16, help="corpus size (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser(
+        "bench", help="throughput of decoding, the model, the prototype's loop and the scan"
+    )
+    p.add_argument("--json", action="store_true", help="print one JSON object as the last line")
+    p.add_argument(
+        "--model", help="bundle to measure (default: one with a random backbone, made on the fly)"
+    )
+    p.add_argument(
+        "--corpus", help="folder of videos (default: a synthetic corpus, made on the fly)"
+    )
+    p.add_argument(
+        "--videos", type=int, default=16, help="synthetic corpus size (default: %(default)s)"
+    )
+    p.add_argument(
+        "--video-seconds",
+        type=float,
+        default=30.0,
+        help="length the synthetic videos are looped to (default: %(default)s)",
+    )
+    p.add_argument(
+        "--image-size",
+        type=int,
+        default=224,
+        help="backbone input size of the random bundle (default: %(default)s)",
+    )
+    add_precision_option(p, default="auto")
+    p.add_argument(
+        "--short-seconds",
+        type=float,
+        default=10.0,
+        help="length of the short video of the memory check (default: %(default)s)",
+    )
+    p.add_argument(
+        "--long-seconds",
+        type=float,
+        default=600.0,
+        help="length of the long video of the memory check (default: %(default)s)",
+    )
+    p.add_argument(
+        "--options",
+        dest="compare_options",  # args.options holds the scan's pass-through arguments
+        action="store_true",
+        help="also measure each fast-path option against its alternative (minutes more)",
+    )
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("report", help="an HTML page of a scan's flagged videos, for moderators")
     p.add_argument("--db", required=True, help="SQLAlchemy URL of the moderation database")

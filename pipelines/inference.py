@@ -19,6 +19,7 @@ from model.bundle import load_bundle
 from model.config import DecisionConfig
 from model.detector import Detector
 from model.errors import BundleError
+from model.runtime import FLOAT32
 from model.verdict import verdict
 from pipelines import metrics, store
 from pipelines.decode import DecodedVideo, VideoClip
@@ -27,22 +28,31 @@ from pipelines.decode import DecodedVideo, VideoClip
 class WindowModelHandler(ModelHandler[VideoClip, PredictionResult, Detector]):
     """VideoClips -> one PredictionResult per video, holding its window scores."""
 
-    def __init__(self, bundle_uri: str, model_version: str, max_batch_windows: int) -> None:
+    def __init__(
+        self,
+        bundle_uri: str,
+        model_version: str,
+        max_batch_windows: int,
+        precision: str = FLOAT32,
+    ) -> None:
         if max_batch_windows < 1:
             raise ValueError("max_batch_windows must be at least 1")
         self._bundle_uri = bundle_uri
         self._model_version = model_version
         self._max_batch_windows = max_batch_windows
+        self._precision = precision
         self._batch_windows = metrics.distribution("inference_batch_windows")
         self._inference_ms = metrics.distribution("inference_ms")
 
     def load_model(self) -> Detector:
-        detector, manifest = load_bundle(self._bundle_uri)
+        detector, manifest = load_bundle(self._bundle_uri, precision=self._precision)
         if manifest["model_version"] != self._model_version:
             raise BundleError(
                 f"{self._bundle_uri} changed during the scan: it now holds model "
                 f"{manifest['model_version']}, the scan started with {self._model_version}"
             )
+        # Tracing takes seconds: do it while the decoder process starts, not on the first batch.
+        detector.warm_up()
         return detector
 
     def run_inference(

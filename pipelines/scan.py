@@ -40,6 +40,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from model.bundle import detector_config, read_manifest
 from model.config import DetectorConfig
 from model.errors import BundleError
+from model.runtime import AUTO, FLOAT32, PRECISIONS
 from model.storage import fetch_tree, is_s3, prefer_standard_retries
 from pipelines import metrics, store
 from pipelines.cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE, emit, progress
@@ -143,6 +144,14 @@ class ScanOptions(PipelineOptions):
             "object's URI (parallel backfills)",
         )
         parser.add_argument(
+            "--precision",
+            choices=(AUTO, *PRECISIONS),
+            default=FLOAT32,
+            help="how the backbone computes, a runtime choice that never changes the bundle: "
+            "mixed_bfloat16 on CPUs with AVX512_BF16/AMX, mixed_float16 on GPUs, auto picks "
+            "(default: %(default)s, exactly as trained)",
+        )
+        parser.add_argument(
             "--pushgateway",
             help="Prometheus Pushgateway URL that gets the run's metrics at its end "
             f"(default: ${metrics.PUSHGATEWAY_ENV}; unset: no push)",
@@ -237,7 +246,7 @@ class ScanVideos(beam.PTransform):
                 config, version, scan.decode_groups, scan.min_batch_windows, scan.limits
             )
         )
-        handler = WindowModelHandler(scan.model, version, scan.max_batch_windows)
+        handler = WindowModelHandler(scan.model, version, scan.max_batch_windows, scan.precision)
         scored = (
             extracted
             | "Window batches" >> beam.Filter(lambda item: isinstance(item, list))

@@ -1,0 +1,427 @@
+"""`deeptrust bench`: the scan's throughput, measured side by side in one run.
+
+Every number comes from the same videos in the same run, so a machine busy with other work slows
+them alike and their ratios hold where absolute numbers would not. Frames per second always
+counts the frames a verdict rests on: sampled frames fed to the model.
+
+- ``decode_fps``: decoding and sampling windows (MTCNN face boxes, crops) in one process.
+- ``model_fps``: the detector alone over the decoded windows, in the scan's model-call size and
+  from as many threads as the scan has workers: the most the scan could reach.
+- ``prototype_fps``: the research prototype's loop (``pipelines.prototype``), in float32 as it ran.
+  It and the model run half before the scan and half after, so a machine whose speed drifts
+  during the run slows all three alike.
+- ``scan_fps``, ``scan_videos_per_min``: ``pipelines.scan.run`` over the corpus into a temporary
+  SQLite database, from start to finish, start-up included.
+- ``peak_rss_short_mb``, ``peak_rss_long_mb``: peak memory of decoding and scoring a short and a
+  long video, each in a fresh process.
+
+``--options`` adds ``pipelines.bench_options``: the fast path's options one against another.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import resource
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions
+from sqlalchemy import func, select
+
+from model.backbone import RANDOM
+from model.bundle import load_bundle, save_bundle
+from model.config import BackboneConfig, DetectorConfig
+from model.detector import Detector
+from model.runtime import AUTO, FLOAT32
+from model.synth import FOURCC, write_corpus
+from model.video import SampledVideo, WindowSampler
+from pipelines import scan, store
+from pipelines.listing import is_video
+from pipelines.prototype import prototype_score
+
+# The fast path on a 2-core CPU worker: two threads, so one decodes while the other scores, and
+# many small decode groups, because the local runner splits them between its threads once.
+FAST_SCAN_ARGS = (
+    "--direct_num_workers=2",
+    "--direct_running_mode=multi_threading",
+    "--decode_groups=64",
+)
+# Videos the prototype loop scores: its cost per video does not depend on the video.
+PROTOTYPE_VIDEOS = 8
+# Frames of a source that a looped clip plays forth and back (10 s at 25 fps).
+LOOP_FRAMES = 250
+_KIB_PER_MIB = 1024.0
+
+
+@dataclass(frozen=True)
+class BenchSettings:
+    """What to measure on: the corpus, the model, and the fast path's precision and options."""
+
+    videos: int = 16
+    video_seconds: float = 30.0
+    image_size: int = 224
+    precision: str = AUTO
+    model: str | None = None
+    corpus: str | None = None
+    short_seconds: float = 10.0
+    long_seconds: float = 600.0
+    scan_args: tuple[str, ...] = FAST_SCAN_ARGS
+    options: bool = False
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class Rate:
+    """Frames fed to the model over the seconds it took."""
+
+    frames: int
+    seconds: float
+
+    @property
+    def fps(self) -> float:
+        return self.frames / self.seconds
+
+    def __add__(self, other: Rate) -> Rate:
+        return Rate(self.frames + other.frames, self.seconds + other.seconds)
+
+
+@dataclass
+class Workspace:
+    """The bench's inputs once prepared: corpus videos, bundle, and its loaded fast detector."""
+
+    root: Path
+    corpus: str
+    videos: list[str]
+    bundle: str
+    detector: Detector
+    manifest: dict[str, Any]
+
+
+# --- inputs ----------------------------------------------------------------------------------
+
+
+def list_videos(corpus: str | Path) -> list[str]:
+    """The videos under ``corpus`` that a scan with default options would score."""
+    extensions = PipelineOptions([]).view_as(scan.ScanOptions).extensions
+    return [
+        str(path)
+        for path in sorted(Path(corpus).rglob("*"))
+        if path.is_file() and is_video(str(path), extensions)
+    ]
+
+
+def read_frames(path: str, limit: int) -> tuple[list[np.ndarray], float]:
+    """The first ``limit`` frames of a video (BGR) and its frame rate."""
+    capture = cv2.VideoCapture(path)
+    frames = []
+    try:
+        fps = capture.get(cv2.CAP_PROP_FPS)
+        ok, frame = capture.read()
+        while ok and len(frames) < limit:
+            frames.append(frame)
+            ok, frame = capture.read()
+    finally:
+        capture.release()
+    if not frames:
+        raise ValueError(f"{path} holds no decodable frame")
+    return frames, fps
+
+
+def loop_clip(source: str, out: Path, seconds: float) -> Path:
+    """Write ``seconds`` of ``source``'s start played forth and back, one frame at a time."""
+    frames, fps = read_frames(source, LOOP_FRAMES)
+    cycle = frames + frames[-2:0:-1] if len(frames) > 2 else frames
+    height, width = frames[0].shape[:2]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    writer = cv2.VideoWriter(str(out), cv2.VideoWriter_fourcc(*FOURCC), fps, (width, height))
+    if not writer.isOpened():
+        raise RuntimeError(f"OpenCV cannot write {FOURCC} video to {out}")
+    try:
+        for index in range(max(1, round(seconds * fps))):
+            writer.write(cycle[index % len(cycle)])
+    finally:
+        writer.release()
+    return out
+
+
+def synth_corpus(out: Path, settings: BenchSettings, progress: Callable[[str], None]) -> Path:
+    """A synthetic corpus whose videos are looped to ``video_seconds``, a typical upload length."""
+    short = write_corpus(out / "synth", settings.videos, seed=settings.seed)
+    corpus = out / "corpus"
+    for video in short:
+        loop_clip(
+            str(video.path), corpus / video.path.relative_to(out / "synth"), settings.video_seconds
+        )
+    progress(f"bench: {len(short)} synthetic videos of {settings.video_seconds:g} s in {corpus}")
+    return corpus
+
+
+def random_bundle(out: Path, image_size: int) -> str:
+    """A bundle with the default settings and an untrained (random) backbone and head."""
+    config = DetectorConfig(backbone=BackboneConfig(input_size=image_size))
+    detector = Detector.build(config, RANDOM)
+    save_bundle(out, detector, metrics={}, training={"source": "deeptrust bench, untrained"})
+    return str(out)
+
+
+def prepare(root: Path, settings: BenchSettings, progress: Callable[[str], None]) -> Workspace:
+    corpus = Path(settings.corpus) if settings.corpus else synth_corpus(root, settings, progress)
+    videos = list_videos(corpus)
+    if not videos:
+        raise ValueError(f"{corpus} holds no video")
+    bundle = settings.model or random_bundle(root / "bundle", settings.image_size)
+    detector, manifest = load_bundle(bundle, precision=settings.precision)
+    progress(
+        f"bench: {len(videos)} videos, model {manifest['model_version']} "
+        f"({manifest['backbone']['weights_label']}), precision {detector.runtime.precision}"
+    )
+    return Workspace(root, str(corpus), videos, bundle, detector, manifest)
+
+
+# --- measurements ----------------------------------------------------------------------------
+
+
+def timed(work: Callable[[], int]) -> Rate:
+    """Run ``work``, which returns the frames it fed to the model, and time it."""
+    start = time.perf_counter()
+    frames = work()
+    return Rate(frames, time.perf_counter() - start)
+
+
+def measure_decode(space: Workspace) -> tuple[Rate, list[SampledVideo]]:
+    """Sample every video into windows; returns them too, for ``measure_model``."""
+    sampler = WindowSampler(space.detector.config)
+    sampler.sample(space.videos[0])  # traces MTCNN's graphs, as a worker does once
+    decoded: list[SampledVideo] = []
+
+    def work() -> int:
+        decoded.extend(sampler.sample(path) for path in space.videos)
+        return sum(int(video.mask.sum()) for video in decoded)
+
+    return timed(work), decoded
+
+
+def stacked_windows(decoded: Sequence[SampledVideo]) -> tuple[np.ndarray, np.ndarray]:
+    return np.concatenate([v.frames for v in decoded]), np.concatenate([v.mask for v in decoded])
+
+
+def measure_model(
+    detector: Detector, frames: np.ndarray, mask: np.ndarray, batch: int, threads: int = 1
+) -> Rate:
+    """The detector alone over decoded windows: ``batch`` windows a call, from ``threads``
+    threads sharing the model, as the scan's worker threads share it."""
+    detector.warm_up()
+    calls = [(frames[i : i + batch], mask[i : i + batch]) for i in range(0, len(frames), batch)]
+
+    def work() -> int:
+        with ThreadPoolExecutor(max_workers=threads) as pool:
+            list(pool.map(lambda call: detector.score_windows(*call), calls))
+        return int(mask.sum())
+
+    return timed(work)
+
+
+class PrototypeLoop:
+    """The prototype's loop, in float32 as it ran, with its models loaded and warm."""
+
+    def __init__(self, bundle: str, warm_up_video: str) -> None:
+        from mtcnn import MTCNN  # the prototype's detector, called as the prototype called it
+
+        self._detector, _ = load_bundle(bundle, precision=FLOAT32)
+        self._mtcnn = MTCNN()
+        prototype_score(warm_up_video, self._detector, self._mtcnn)
+
+    def measure(self, videos: Sequence[str]) -> Rate:
+        return timed(
+            lambda: sum(prototype_score(path, self._detector, self._mtcnn)[1] for path in videos)
+        )
+
+
+def scan_frames(db_url: str, run_id: str) -> int:
+    """Frames the run's verdicts rest on, as the moderation table records them."""
+    engine = store.connect(db_url)
+    try:
+        results = store.Tables.reflect(engine).results
+        query = select(func.coalesce(func.sum(results.c.frames_analyzed), 0)).where(
+            results.c.run_id == run_id
+        )
+        with engine.connect() as conn:
+            return int(conn.execute(query).scalar_one())
+    finally:
+        engine.dispose()
+
+
+def measure_scan(
+    space: Workspace, precision: str, scan_args: Sequence[str]
+) -> tuple[Rate, dict[str, Any]]:
+    """``pipelines.scan.run`` from start to finish over the corpus, into a fresh SQLite file."""
+    fd, name = tempfile.mkstemp(prefix="bench-", suffix=".db", dir=space.root)
+    os.close(fd)
+    db_url = f"sqlite:///{name}"
+    where = ["--input", space.corpus, "--model", space.bundle, "--db", db_url]
+    start = time.perf_counter()
+    summary = scan.run([*where, "--precision", precision, *scan_args])
+    seconds = time.perf_counter() - start
+    if summary["errors"] or summary["scored"] != summary["videos_seen"]:
+        raise RuntimeError(f"the bench's scan did not score every video: {summary}")
+    return Rate(scan_frames(db_url, summary["run_id"]), seconds), summary
+
+
+def reset_peak_rss() -> bool:
+    """Start this process's peak RSS over from its current RSS (Linux 4.0+); False if refused."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        return False
+    return True
+
+
+def peak_rss_mb() -> float:
+    """This process's peak RSS in MiB: ``VmHWM`` where Linux reports it, else ``ru_maxrss``."""
+    status = Path("/proc/self/status")
+    if status.is_file():
+        for line in status.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / _KIB_PER_MIB
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / _KIB_PER_MIB
+
+
+def decode_and_score(bundle: str, video: str, precision: str) -> float:
+    """Peak RSS (MiB) of decoding and scoring ``video``, with ``bundle`` loaded and warm.
+
+    Loading and tracing the model peak above what scoring needs, which would hide any growth
+    with the video's length, so the peak starts over once the model is warm.
+    """
+    detector, _ = load_bundle(bundle, precision=precision)
+    sampler = WindowSampler(detector.config)
+    detector.warm_up()
+    reset_peak_rss()
+    sampled = sampler.sample(video)
+    detector.score_windows(sampled.frames, sampled.mask)
+    return peak_rss_mb()
+
+
+def in_fresh_process(work: Callable[..., Any], *args: Any) -> Any:
+    """``work(*args)`` in a new interpreter, so that its peak memory is its own."""
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
+        return pool.submit(work, *args).result()
+
+
+def measure_peak_rss(space: Workspace, settings: BenchSettings) -> tuple[float, float]:
+    """Peak RSS of decoding and scoring a short and a long clip of the same source."""
+    source = space.videos[0]
+    short = loop_clip(source, space.root / "rss" / "short.mp4", settings.short_seconds)
+    long = loop_clip(source, space.root / "rss" / "long.mp4", settings.long_seconds)
+    precision = space.detector.runtime.precision
+    return (
+        in_fresh_process(decode_and_score, space.bundle, str(short), precision),
+        in_fresh_process(decode_and_score, space.bundle, str(long), precision),
+    )
+
+
+# --- the run ---------------------------------------------------------------------------------
+
+
+def scan_shape(scan_args: Sequence[str]) -> tuple[int, int]:
+    """Windows in the scan's typical model call, and its worker threads (which share the model).
+
+    Decoding cuts a batch as soon as it holds ``min_batch_windows`` windows.
+    """
+    options = PipelineOptions(list(scan_args))
+    workers = options.view_as(DirectOptions).direct_num_workers
+    return options.view_as(scan.ScanOptions).min_batch_windows, workers or os.cpu_count() or 1
+
+
+def ratio(numerator: float, denominator: float) -> float:
+    return round(numerator / denominator, 3)
+
+
+def run_bench(settings: BenchSettings, progress: Callable[[str], None]) -> dict[str, Any]:
+    """Every measurement in one run; returns the numbers and their ratios."""
+    with tempfile.TemporaryDirectory(prefix="deeptrust-bench-") as tmp:
+        space = prepare(Path(tmp), settings, progress)
+        precision = space.detector.runtime.precision
+        batch, workers = scan_shape(settings.scan_args)
+        progress("bench: decoding")
+        decode, decoded = measure_decode(space)
+        frames, mask = stacked_windows(decoded)
+        del decoded  # the stacked copy is all the model needs
+        loop = PrototypeLoop(space.bundle, space.videos[0])
+        looped = space.videos[:PROTOTYPE_VIDEOS]
+        half, looped_half = len(frames) // 2, len(looped) // 2
+        progress("bench: the model alone and the prototype's loop, first halves")
+        model = measure_model(space.detector, frames[:half], mask[:half], batch, workers)
+        prototype = loop.measure(looped[:looped_half])
+        progress("bench: the scan")
+        scanned, summary = measure_scan(space, precision, settings.scan_args)
+        progress("bench: the model alone and the prototype's loop, second halves")
+        model += measure_model(space.detector, frames[half:], mask[half:], batch, workers)
+        prototype += loop.measure(looped[looped_half:])
+        progress("bench: peak memory, short and long video")
+        rss_short, rss_long = measure_peak_rss(space, settings)
+        result = {
+            "decode_fps": round(decode.fps, 2),
+            "model_fps": round(model.fps, 2),
+            "prototype_fps": round(prototype.fps, 2),
+            "scan_fps": round(scanned.fps, 2),
+            "scan_videos_per_min": round(60 * summary["scored"] / scanned.seconds, 2),
+            "peak_rss_short_mb": round(rss_short, 1),
+            "peak_rss_long_mb": round(rss_long, 1),
+            "scan_vs_model": ratio(scanned.fps, model.fps),
+            "scan_vs_prototype": ratio(scanned.fps, prototype.fps),
+            "model_vs_prototype": ratio(model.fps, prototype.fps),
+            "decode_vs_model": ratio(decode.fps, model.fps),
+            "rss_long_vs_short": ratio(rss_long, rss_short),
+            "precision": precision,
+            "prototype_precision": FLOAT32,
+            "videos": len(space.videos),
+            "scan_frames": scanned.frames,
+            "scan_seconds": round(scanned.seconds, 1),
+            "frames_per_video": round(scanned.frames / len(space.videos), 1),
+            "image_size": space.detector.config.backbone.input_size,
+            "model_version": space.manifest["model_version"],
+            "backbone_weights": space.manifest["backbone"]["weights_label"],
+            "scan_args": list(settings.scan_args),
+            "cpus": os.cpu_count(),
+            "load_average_1m": round(os.getloadavg()[0], 2),
+        }
+        if settings.options:
+            from pipelines.bench_options import measure_options
+
+            result["options"] = measure_options(space, frames, mask, batch, scanned, progress)
+    return result
+
+
+def format_report(result: dict[str, Any]) -> str:
+    """The numbers and ratios as text, for people; ``--json`` prints ``result`` itself."""
+    lines = [
+        f"model {result['model_version']} ({result['backbone_weights']}), "
+        f"{result['image_size']} px, {result['precision']}; {result['videos']} videos, "
+        f"{result['frames_per_video']} frames each; {result['cpus']} CPUs, "
+        f"load {result['load_average_1m']}",
+        f"{'decode':>10}: {result['decode_fps']:8.2f} frames/s",
+        f"{'model':>10}: {result['model_fps']:8.2f} frames/s (the limit)",
+        f"{'prototype':>10}: {result['prototype_fps']:8.2f} frames/s "
+        f"({result['prototype_precision']}, first window only)",
+        f"{'scan':>10}: {result['scan_fps']:8.2f} frames/s, "
+        f"{result['scan_videos_per_min']:.2f} videos/min (whole videos, start-up included)",
+        f"scan/model {result['scan_vs_model']}, scan/prototype {result['scan_vs_prototype']}, "
+        f"decode/model {result['decode_vs_model']}",
+        f"peak RSS: {result['peak_rss_short_mb']} MiB short video, "
+        f"{result['peak_rss_long_mb']} MiB long video (x{result['rss_long_vs_short']})",
+    ]
+    for row in result.get("options", []):
+        lines.append(
+            f"option {row['option']:>10} = {row['value']:<16} {row['measure']:>9} "
+            f"{row['fps']:8.2f} frames/s  x{row['ratio']} vs {row['baseline']}"
+        )
+    return "\n".join(lines)

@@ -18,6 +18,8 @@ from model.errors import BundleError
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
+# The moderation database of commands run without --db: a SQLite file in the working directory.
+DEFAULT_DB_URL = "sqlite:///deeptrust.db"
 
 
 def progress(message: str) -> None:
@@ -432,7 +434,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reviewer", help="who decides (default: $USER)")
     p.add_argument(
         "--db",
-        default="sqlite:///deeptrust.db",
+        default=DEFAULT_DB_URL,
         help="SQLAlchemy URL of the moderation database (default: %(default)s)",
     )
     p.set_defaults(func=cmd_review)

@@ -43,7 +43,7 @@ from model.errors import BundleError
 from model.runtime import AUTO, FLOAT32, PRECISIONS
 from model.storage import fetch_tree, is_s3, prefer_standard_retries
 from pipelines import metrics, store
-from pipelines.cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE, emit, progress
+from pipelines.cli import DEFAULT_DB_URL, EXIT_FAILED, EXIT_OK, EXIT_USAGE, emit, progress
 from pipelines.decode import DecodeLimits, ExtractWindows
 from pipelines.inference import ScoreWindows, WindowModelHandler
 from pipelines.listing import CountListing, ListVideos, PlanScan
@@ -72,7 +72,7 @@ class ScanOptions(PipelineOptions):
         parser.add_argument("--model", help="model bundle: a local folder or s3:// prefix")
         parser.add_argument(
             "--db",
-            default="sqlite:///deeptrust.db",
+            default=DEFAULT_DB_URL,
             help="SQLAlchemy URL of the moderation database (default: %(default)s)",
         )
         parser.add_argument(

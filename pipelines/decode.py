@@ -18,8 +18,10 @@ import os
 import re
 import shutil
 import tempfile
+import time
 import zlib
 from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -140,8 +142,11 @@ class DecodeVideos(beam.DoFn):
         prefer_standard_retries()
         self._decoder = DecoderProcess(self._config, self._limits.timeout_s)
         self._decoder.start()
+        # One thread fetches and decodes the next video while this one's batch is scored.
+        self._ahead = ThreadPoolExecutor(max_workers=1, thread_name_prefix="decode-ahead")
 
     def teardown(self) -> None:
+        self._ahead.shutdown(cancel_futures=True)
         self._decoder.close()
 
     def process(
@@ -150,10 +155,8 @@ class DecodeVideos(beam.DoFn):
         _, refs = group
         batch: list[VideoClip] = []
         windows = videos = failed = 0
-        for ref in refs:
+        for outcome in self._decoded_ahead(refs):
             videos += 1
-            with metrics.timed_ms(self._decode_ms):
-                outcome = self._decode(ref)
             if isinstance(outcome, dict):
                 self._failed.inc()
                 failed += 1
@@ -170,6 +173,32 @@ class DecodeVideos(beam.DoFn):
         if batch:
             yield batch
         _LOG.info("decoded a group of %d videos, %d of them failed", videos, failed)
+
+    def _decoded_ahead(self, refs: Iterable[VideoRef]) -> Iterator[VideoClip | dict[str, Any]]:
+        """Each video's outcome, in order, with the next video decoding while the caller works.
+
+        Video i+1 is submitted before video i is awaited, so the one decode thread starts it as
+        soon as i is done and the child decodes it while the caller scores i. No more than one
+        video is decoded ahead.
+        """
+        ahead: Future[tuple[VideoClip | dict[str, Any], float]] | None = None
+        for ref in refs:
+            current, ahead = ahead, self._ahead.submit(self._timed_decode, ref)
+            if current is not None:
+                yield self._collect(current)
+        if ahead is not None:
+            yield self._collect(ahead)
+
+    def _timed_decode(self, ref: VideoRef) -> tuple[VideoClip | dict[str, Any], float]:
+        start = time.perf_counter()
+        return self._decode(ref), (time.perf_counter() - start) * 1000
+
+    def _collect(
+        self, decoding: Future[tuple[VideoClip | dict[str, Any], float]]
+    ) -> VideoClip | dict[str, Any]:
+        outcome, decode_ms = decoding.result()
+        self._decode_ms.update(round(decode_ms))  # here: Beam counts no update from other threads
+        return outcome
 
     def _decode(self, ref: VideoRef) -> VideoClip | dict[str, Any]:
         try:

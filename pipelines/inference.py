@@ -9,6 +9,7 @@ go through the detector together, in model calls of at most ``max_batch_windows`
 from __future__ import annotations
 
 from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import apache_beam as beam
@@ -25,7 +26,7 @@ from pipelines import metrics, store
 from pipelines.decode import DecodedVideo, VideoClip
 
 
-class WindowModelHandler(ModelHandler[VideoClip, PredictionResult, Detector]):
+class WindowModelHandler(ModelHandler[VideoClip, PredictionResult, Future[Detector]]):
     """VideoClips -> one PredictionResult per video, holding its window scores."""
 
     def __init__(
@@ -44,23 +45,37 @@ class WindowModelHandler(ModelHandler[VideoClip, PredictionResult, Detector]):
         self._batch_windows = metrics.distribution("inference_batch_windows")
         self._inference_ms = metrics.distribution("inference_ms")
 
-    def load_model(self) -> Detector:
+    def load_model(self) -> Future[Detector]:
+        """Start loading the detector in a background thread and return at once.
+
+        Beam sets RunInference up before the decode step that feeds it, so a load that blocked
+        here would hold back the decoder's start by seconds. Instead the bundle loads and traces
+        while the decoder process starts and the first video decodes; ``run_inference`` waits
+        for it, and raises what the load raised.
+        """
+        loader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="load-detector")
+        try:
+            return loader.submit(self._load)
+        finally:
+            loader.shutdown(wait=False)
+
+    def _load(self) -> Detector:
         detector, manifest = load_bundle(self._bundle_uri, precision=self._precision)
         if manifest["model_version"] != self._model_version:
             raise BundleError(
                 f"{self._bundle_uri} changed during the scan: it now holds model "
                 f"{manifest['model_version']}, the scan started with {self._model_version}"
             )
-        # Tracing takes seconds: do it while the decoder process starts, not on the first batch.
-        detector.warm_up()
+        detector.warm_up()  # trace for the one batch shape now, not on the first batch
         return detector
 
     def run_inference(
         self,
         batch: Sequence[VideoClip],
-        model: Detector,
+        model: Future[Detector],
         inference_args: dict[str, Any] | None = None,
     ) -> list[PredictionResult]:
+        detector = model.result()
         frames = np.concatenate([clip.frames for clip in batch])
         mask = np.concatenate([clip.mask for clip in batch])
         step = self._max_batch_windows
@@ -68,7 +83,7 @@ class WindowModelHandler(ModelHandler[VideoClip, PredictionResult, Detector]):
         with metrics.timed_ms(self._inference_ms):
             scores = np.concatenate(
                 [
-                    model.score_windows(frames[i : i + step], mask[i : i + step])
+                    detector.score_windows(frames[i : i + step], mask[i : i + step])
                     for i in range(0, len(frames), step)
                 ]
             )

@@ -25,6 +25,8 @@ from multiprocessing import Pipe
 from multiprocessing.connection import Connection
 from pathlib import Path
 
+import cv2
+
 from model.config import DetectorConfig
 from model.errors import VideoError
 from model.video import SampledVideo, WindowSampler
@@ -72,6 +74,10 @@ class DecoderProcess:
         env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
         # FFmpeg logs every bad packet of a corrupt upload; its error row already says why.
         env.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
+        # One thread for MTCNN's small graphs: the cores belong to the detector's model calls,
+        # and a worker that wants more decoding runs more decoders (threads or processes).
+        env.setdefault("TF_NUM_INTRAOP_THREADS", "1")
+        env.setdefault("TF_NUM_INTEROP_THREADS", "1")
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [_PACKAGE_ROOT, env.get("PYTHONPATH")]))
         process = subprocess.Popen(
             [sys.executable, "-m", "pipelines.isolation", str(theirs.fileno())],
@@ -151,6 +157,7 @@ def _inject_fault(fault: str | None) -> None:
 
 
 def _serve(conn: Connection) -> None:
+    cv2.setNumThreads(1)  # OpenCV's resizes and colour conversions, likewise
     sampler = WindowSampler(conn.recv())
     faults = json.loads(os.environ.get(FAULTS_ENV, "{}"))
     conn.send(("ready",))

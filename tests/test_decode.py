@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 
 import boto3
 import numpy as np
@@ -45,6 +46,36 @@ def test_a_group_yields_batches_of_several_videos_and_error_rows(corpus, small_c
         assert clip.mask.shape == (clip.windows, frames)
         assert clip.video.frames_analyzed == int(clip.mask.sum()) > 0
         assert len(clip.video.starts) == len(clip.video.ends) == clip.windows
+
+
+def test_the_next_video_decodes_while_the_caller_scores_this_one(corpus, small_config):
+    paths = [str(p) for p in sorted(corpus.rglob("*.mp4"))[:3]]
+    refs = [VideoRef(p, f"sha256:{i}", os.path.getsize(p)) for i, p in enumerate(paths)]
+    decode = DecodeVideos(small_config, "m1", min_batch_windows=1)
+    decode.setup()
+    started: list[str] = []
+    real_sample = decode._decoder.sample
+
+    def sample(path: str):  # a spy around the real decoder child
+        started.append(path)
+        return real_sample(path)
+
+    decode._decoder.sample = sample
+    try:
+        batches = decode.process((0, refs))
+        first = next(batches)
+        assert [clip.video.ref for clip in first] == refs[:1]
+        # The caller holds the first batch, as the model step does while scoring it.
+        deadline = time.monotonic() + 120
+        while len(started) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(1.0)
+        assert started == paths[:2], "one video ahead, and no more"
+        rest = [clip.video.ref for batch in batches for clip in batch]
+        assert rest == refs[1:]
+        assert started == paths
+    finally:
+        decode.teardown()
 
 
 def test_remote_objects_are_copied_to_a_temporary_file_named_apart_from_the_key(s3_server):

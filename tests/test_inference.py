@@ -34,12 +34,13 @@ def make_clip(rng, name: str, windows: int, frames: int, size: int) -> VideoClip
 def test_a_batch_of_videos_scores_each_video_as_if_alone(bundle, small_config):
     version = read_manifest(bundle)["model_version"]
     handler = WindowModelHandler(str(bundle), version, max_batch_windows=3)
-    detector = handler.load_model()
+    loading = handler.load_model()
+    detector = loading.result()
     rng = np.random.default_rng(0)
     frames, size = small_config.sampling.frames_per_window, small_config.backbone.input_size
     clips = [make_clip(rng, name, n, frames, size) for name, n in (("a", 2), ("b", 4), ("c", 1))]
 
-    results = handler.run_inference(clips, detector)
+    results = handler.run_inference(clips, loading)
 
     assert [r.example.ref for r in results] == [c.video.ref for c in clips]
     assert {r.model_id for r in results} == {version}
@@ -51,8 +52,9 @@ def test_a_batch_of_videos_scores_each_video_as_if_alone(bundle, small_config):
 
 def test_a_bundle_that_changed_after_the_scan_started_is_refused(bundle):
     handler = WindowModelHandler(str(bundle), "0" * 16, max_batch_windows=8)
+    loading = handler.load_model()  # returns at once: the bundle loads in the background
     with pytest.raises(BundleError, match="changed during the scan"):
-        handler.load_model()
+        handler.run_inference([], loading)
 
 
 def test_window_scores_become_a_flagged_row_pending_review():

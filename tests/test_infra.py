@@ -1,10 +1,16 @@
-"""The GPU worker container: its pins agree with the project's."""
+"""The GPU worker: its container's pins agree with the project's, and its bench runs."""
 
 from __future__ import annotations
 
+import json
+import os
 import re
+import subprocess
+import sys
 from importlib.metadata import requires
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCKERFILE = (ROOT / "infra" / "worker" / "Dockerfile").read_text()
@@ -62,3 +68,26 @@ def test_worker_checks_its_environment_and_boots_beam():
     assert "pip check" in DOCKERFILE
     assert "COPY --from=beam /opt/apache/beam /opt/apache/beam" in DOCKERFILE
     assert DOCKERFILE.rstrip().endswith('ENTRYPOINT ["/opt/apache/beam/boot"]')
+
+
+def test_the_accelerator_bench_measures_the_model_and_decoding(corpus):
+    """Run here on the CPU's TensorFlow backend; on a GPU machine it runs on JAX or PyTorch."""
+    script = [sys.executable, str(ROOT / "infra" / "worker" / "accelerator_bench.py")]
+    env = {**os.environ, "KERAS_BACKEND": "tensorflow"}
+
+    def measure(*args: str) -> dict:
+        done = subprocess.run(
+            [*script, *args], capture_output=True, text=True, env=env, cwd="/", check=True
+        )
+        (line,) = done.stdout.splitlines()
+        return json.loads(line)
+
+    model = measure("model", "--precisions", "float32", "--rows", "4", "--calls", "1")
+    decode = measure("decode", "--corpus", str(corpus), "--processes", "2")
+
+    assert model["backend"] == "tensorflow"
+    assert (model["precision"], model["rows_per_call"]) == ("float32", 4)
+    assert model["frames_per_s"] > 0
+    assert (decode["processes"], decode["faces"]) == (2, False)
+    assert decode["frames_per_s"] == pytest.approx(2 * decode["frames_per_s_per_process"], 0.01)
+    assert decode["frames_per_s"] > 0

@@ -99,8 +99,8 @@ def test_the_policy_is_restored_and_never_leaks_into_other_threads():
 def test_bfloat16_scores_are_close_to_float32_scores(bundle, corpus):
     """The scan's handler loads the fast path; its verdicts barely move."""
     version = read_manifest(bundle)["model_version"]
-    exact = WindowModelHandler(str(bundle), version, 4).load_model()
-    fast = WindowModelHandler(str(bundle), version, 4, MIXED_BFLOAT16).load_model()
+    exact = WindowModelHandler(str(bundle), version, 4).load_model().result()
+    fast = WindowModelHandler(str(bundle), version, 4, MIXED_BFLOAT16).load_model().result()
     inception = fast.backbone.get_layer("inception_v3")
     assert inception.dtype_policy.name == MIXED_BFLOAT16
     assert all(w.dtype == "float32" for w in inception.weights), "weights stay float32"

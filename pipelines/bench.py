@@ -20,6 +20,7 @@ counts the frames a verdict rests on: sampled frames fed to the model.
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import resource
@@ -275,13 +276,10 @@ def measure_scan(
     return Rate(scan_frames(db_url, summary["run_id"]), seconds), summary
 
 
-def reset_peak_rss() -> bool:
-    """Start this process's peak RSS over from its current RSS (Linux 4.0+); False if refused."""
-    try:
+def reset_peak_rss() -> None:
+    """Start this process's peak RSS over from its current RSS (Linux 4.0+; elsewhere a no-op)."""
+    with contextlib.suppress(OSError):
         Path("/proc/self/clear_refs").write_text("5")
-    except OSError:
-        return False
-    return True
 
 
 def peak_rss_mb() -> float:

@@ -40,10 +40,18 @@ from sqlalchemy.exc import SQLAlchemyError
 from model.bundle import detector_config, read_manifest
 from model.config import DetectorConfig
 from model.errors import BundleError
-from model.runtime import AUTO, FLOAT32, PRECISIONS
+from model.runtime import FLOAT32
 from model.storage import fetch_tree, is_s3, prefer_standard_retries
 from pipelines import metrics, store
-from pipelines.cli import DEFAULT_DB_URL, EXIT_FAILED, EXIT_OK, EXIT_USAGE, emit, progress
+from pipelines.cli import (
+    DEFAULT_DB_URL,
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_USAGE,
+    add_precision_option,
+    emit,
+    progress,
+)
 from pipelines.decode import DecodeLimits, ExtractWindows
 from pipelines.inference import ScoreWindows, WindowModelHandler
 from pipelines.listing import CountListing, ListVideos, PlanScan
@@ -143,14 +151,7 @@ class ScanOptions(PipelineOptions):
             help="scan only shard INDEX/COUNT of the listing, split by a stable hash of each "
             "object's URI (parallel backfills)",
         )
-        parser.add_argument(
-            "--precision",
-            choices=(AUTO, *PRECISIONS),
-            default=FLOAT32,
-            help="how the backbone computes, a runtime choice that never changes the bundle: "
-            "mixed_bfloat16 on CPUs with AVX512_BF16/AMX, mixed_float16 on GPUs, auto picks "
-            "(default: %(default)s, exactly as trained)",
-        )
+        add_precision_option(parser, default=FLOAT32)
         parser.add_argument(
             "--pushgateway",
             help="Prometheus Pushgateway URL that gets the run's metrics at its end "

@@ -37,6 +37,7 @@ def model_rate(precision: str, rows: int, calls: int) -> dict:
 
     from model.backbone import RANDOM, build_backbone
     from model.head import build_head
+    from model.runtime import dtype_policy
 
     config = DetectorConfig()
     t, dim, size = (
@@ -44,13 +45,9 @@ def model_rate(precision: str, rows: int, calls: int) -> dict:
         config.backbone.feature_dim,
         config.backbone.input_size,
     )
-    previous = keras.config.dtype_policy()
-    keras.config.set_dtype_policy(precision)
-    try:
+    with dtype_policy(precision):
         backbone = build_backbone(config.backbone, RANDOM)
         head = build_head(config.head, t, dim)
-    finally:
-        keras.config.set_dtype_policy(previous)
     frames = np.random.default_rng(0).integers(0, 256, (rows, size, size, 3), dtype=np.uint8)
     windows = max(1, rows // t)
     mask = np.ones((windows, t), bool)

@@ -1,13 +1,16 @@
 """`deeptrust bench --options`: each option of the fast path against its alternative.
 
-Model options run over the same sample of decoded windows, one after another in this process;
-TensorFlow's thread pools can only be sized before it starts, so those run in fresh processes,
-the default included. Each row gives frames per second and the ratio to its baseline.
+Model options run over the same sample of decoded windows, one after another in this process.
+TensorFlow sizes its thread pools and chooses its CPU kernels (oneDNN or Eigen) once, when it
+starts, so those options run in fresh processes, the default included. Each row gives frames per
+second and the ratio to its baseline.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+import os
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from typing import Any
 
@@ -31,6 +34,9 @@ CHUNKS = (16, 32, 64)
 # (intra-op, inter-op) thread pool sizes; (0, 0) is TensorFlow's default, one per core.
 THREADS = ((0, 0), (2, 1), (1, 2), (4, 2))
 SINGLE_WORKER = ("--direct_num_workers=1",)
+# TensorFlow uses oneDNN's CPU kernels by default only on CPUs with AVX512_VNNI, AVX512_BF16 or
+# AMX; this variable, read when TensorFlow starts, turns them on ("1") or off ("0") anywhere.
+ONEDNN_ENV = "TF_ENABLE_ONEDNN_OPTS"
 
 
 def row(option: str, value: Any, measure: str, rate: Rate, baseline: Rate, named: str) -> dict:
@@ -92,6 +98,35 @@ def threaded_model_fps(
     return rate.frames, rate.seconds
 
 
+@contextlib.contextmanager
+def environment(name: str, value: str) -> Iterator[None]:
+    """Set ``name`` for processes started meanwhile, then restore what was there."""
+    previous = os.environ.get(name)
+    os.environ[name] = value
+    try:
+        yield
+    finally:
+        if previous is None:
+            del os.environ[name]
+        else:
+            os.environ[name] = previous
+
+
+def onednn_rows(space: Workspace, frames: np.ndarray, mask: np.ndarray) -> list:
+    precision = space.detector.runtime.precision
+    rates = {}
+    for value in ("0", "1"):
+        with environment(ONEDNN_ENV, value):
+            rates[value] = Rate(
+                *in_fresh_process(threaded_model_fps, space.bundle, precision, (0, 0), frames, mask)
+            )
+    named = f"{ONEDNN_ENV}=0"
+    return [
+        row("onednn", f"{ONEDNN_ENV}={v}", "model_fps", r, rates["0"], named)
+        for v, r in rates.items()
+    ]
+
+
 def thread_rows(space: Workspace, frames: np.ndarray, mask: np.ndarray) -> list:
     precision = space.detector.runtime.precision
     rates = {
@@ -115,7 +150,7 @@ def measure_options(
     scanned: Rate,
     progress: Callable[[str], None],
 ) -> list[dict[str, Any]]:
-    """Every option's row: precision, batch chunk, XLA, thread pools, decode overlap."""
+    """Every option's row: precision, batch chunk, XLA, thread pools, oneDNN, decode overlap."""
     frames, mask = frames[:SAMPLE_WINDOWS], mask[:SAMPLE_WINDOWS]
     rows = []
     progress("bench options: precision")
@@ -126,6 +161,8 @@ def measure_options(
     rows += xla_rows(space, frames, mask, batch)
     progress("bench options: TensorFlow thread pools")
     rows += thread_rows(space, frames, mask)
+    progress("bench options: oneDNN CPU kernels")
+    rows += onednn_rows(space, frames, mask)
     progress("bench options: the scan on one worker thread")
     single, _ = measure_scan(space, space.detector.runtime.precision, SINGLE_WORKER)
     rows.append(row("scan", "1 worker thread", "scan_fps", single, scanned, "the fast path"))

@@ -7,6 +7,7 @@ numbers are measured, consistent with each other, and counted over the frames th
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -18,7 +19,7 @@ from model.bundle import detector_config, load_bundle, read_manifest
 from model.frames import plan_windows
 from model.runtime import PRECISIONS
 from pipelines.bench import Workspace, format_report, list_videos, loop_clip, scan_shape
-from pipelines.bench_options import chunk_rows, precision_rows
+from pipelines.bench_options import ONEDNN_ENV, chunk_rows, onednn_rows, precision_rows
 from pipelines.prototype import PROTOTYPE_STEP, first_frames
 
 CONTRACT = (
@@ -126,3 +127,17 @@ def test_option_rows_are_ratios_to_their_baseline(bundle, tmp_path):
         assert r["fps"] > 0
         if r["value"] in ("float32", "32 rows"):
             assert r["ratio"] == 1.0
+
+
+@pytest.mark.slow
+def test_onednn_rows_run_each_setting_in_a_process_of_its_own(bundle, tmp_path, monkeypatch):
+    monkeypatch.setenv(ONEDNN_ENV, "left alone")
+    detector, manifest = load_bundle(str(bundle))
+    space = Workspace(tmp_path, str(tmp_path), [], str(bundle), detector, manifest)
+    size, length = detector.config.backbone.input_size, detector.config.sampling.frames_per_window
+    frames = np.zeros((1, length, size, size, 3), np.uint8)
+    rows = onednn_rows(space, frames, np.ones((1, length), bool))
+    assert [r["value"] for r in rows] == [f"{ONEDNN_ENV}=0", f"{ONEDNN_ENV}=1"]
+    assert all(r["fps"] > 0 and r["baseline"] == f"{ONEDNN_ENV}=0" for r in rows)
+    assert rows[0]["ratio"] == 1.0
+    assert os.environ[ONEDNN_ENV] == "left alone"

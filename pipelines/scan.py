@@ -13,7 +13,9 @@ on a Dask cluster::
 
 or on Dataflow, Flink or Spark with their usual options plus ``--setup_file ./setup.py``.
 ``deeptrust scan`` takes the same arguments. The last stdout line is a JSON summary; the exit
-status is 0 when the run finished (error rows included) and 1 when the run itself failed.
+status is 0 when the run finished (error rows included) and 1 when the run itself failed. A
+scan stopped by SIGTERM or Ctrl-C records its run as ``failed`` and exits 1; the next scan
+scores whatever has no row.
 
 Every database transaction is retried with back-off when the connection is refused or lost
 (``--db_attempts``, ``--db_retry_backoff_s``); each video is decoded in a child process under
@@ -25,6 +27,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import sys
 import tempfile
 import uuid
@@ -207,6 +210,23 @@ class ScanFailed(Exception):
         self.summary = summary
 
 
+class Stopped(Exception):
+    """The scan was told to stop (SIGTERM, as Airflow and schedulers send, or Ctrl-C)."""
+
+
+def stop_on_signals() -> None:
+    """Turn SIGTERM and SIGINT into :class:`Stopped`, so a stopped scan records itself as
+    failed rather than staying ``running``. A second signal ends the process at once."""
+
+    def stop(signum: int, _frame: Any) -> None:
+        for each in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(each, signal.SIG_DFL)
+        raise Stopped(f"stopped by {signal.Signals(signum).name}")
+
+    for each in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(each, stop)
+
+
 class RunNotRecorded(Exception):
     """The database went away for good during the run, so its outcome could not be written."""
 
@@ -369,6 +389,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.parse_known_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("pipelines").setLevel(logging.INFO)
+    stop_on_signals()
     try:
         summary = run(argv)
     except ValueError as err:
@@ -378,7 +399,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         progress(f"deeptrust scan: {err}")
         emit(err.summary)
         return EXIT_FAILED
-    except RunNotRecorded as err:
+    except (RunNotRecorded, Stopped) as err:
         progress(f"deeptrust scan: {err}")
         return EXIT_FAILED
     except (BundleError, SQLAlchemyError, FileNotFoundError) as err:

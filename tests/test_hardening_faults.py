@@ -228,6 +228,36 @@ def test_a_scan_killed_midway_is_finished_by_the_next_run_without_duplicates(
     assert sorted(r["video_uri"] for r in rows) == [str(v) for v in videos(corpus)]
 
 
+@pytest.mark.slow
+def test_a_scan_stopped_by_sigterm_records_its_run_as_failed(corpus, bundle, tmp_path):
+    # Airflow and other schedulers stop a task with SIGTERM; the run must not stay "running".
+    db_url = f"sqlite:///{tmp_path / 'stopped.db'}"
+    command = [sys.executable, "-m", "pipelines.scan", "--input", str(corpus)]
+    command += ["--model", str(bundle), "--db", db_url]
+    scanner = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 300
+        while not psutil.Process(scanner.pid).children():  # a decoder child: the run is on
+            assert time.monotonic() < deadline, "the scan started no decoder in 5 minutes"
+            assert scanner.poll() is None, "the scan ended before the test could stop it"
+            time.sleep(0.1)
+        decoders = psutil.Process(scanner.pid).children()
+        scanner.send_signal(signal.SIGTERM)
+        out, err = scanner.communicate(timeout=120)
+    finally:
+        if scanner.poll() is None:
+            scanner.kill()
+    _, alive = psutil.wait_procs(decoders, timeout=30)
+
+    assert scanner.returncode == 1, err
+    assert "stopped by SIGTERM" in err
+    summary = json.loads(out.strip().splitlines()[-1])
+    assert summary["status"] == "failed"
+    recorded = scan_run(db_url, summary["run_id"])
+    assert recorded["status"] == "failed" and recorded["finished_at"] is not None
+    assert alive == []
+
+
 # --- S3 ---
 
 SLOW_DOWN = (

@@ -10,7 +10,13 @@ setup(
     name="deeptrust",
     version="0.1.0",
     description="Batch deepfake moderation for videos in object storage",
-    packages=find_packages(include=["model", "model.*", "pipelines", "pipelines.*"]),
+    packages=[
+        *find_packages(include=["model", "model.*", "pipelines", "pipelines.*"]),
+        "infra.migrations",
+    ],
+    # The SQL migrations travel with the code, so an installed copy (the worker image, a wheel)
+    # finds them beside ``pipelines/`` just as a checkout does.
+    package_data={"infra.migrations": ["*.sql"]},
     python_requires=">=3.11,<3.12",
     install_requires=[
         "apache-beam[aws]==2.77.0",

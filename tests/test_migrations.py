@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from sqlalchemy import inspect, text
@@ -61,3 +65,32 @@ def test_statements_split_on_semicolons_without_comments(tmp_path):
         "CREATE TABLE a (x INTEGER)",
         "CREATE TABLE b (y TEXT)",
     ]
+
+
+def test_an_installed_copy_finds_its_migrations(tmp_path):
+    # A wheel built from a copy of the sources (so nothing is built inside the checkout),
+    # installed into a folder of its own and imported from there, away from the checkout.
+    root = Path(__file__).resolve().parent.parent
+    source = tmp_path / "source"
+    skip = shutil.ignore_patterns("__pycache__", "*.pyc")
+    for part in ("model", "pipelines", "infra/migrations"):
+        shutil.copytree(root / part, source / part, ignore=skip)
+    shutil.copy(root / "setup.py", source)
+    pip = [sys.executable, "-m", "pip", "-q", "--disable-pip-version-check"]
+    wheels, site = tmp_path / "wheels", tmp_path / "site"
+    build = [*pip, "wheel", "--no-deps", "--no-build-isolation", "-w", str(wheels), str(source)]
+    subprocess.run(build, check=True, capture_output=True, cwd=source, timeout=300)
+    install = [*pip, "install", "--no-deps", "--target", str(site), *map(str, wheels.glob("*.whl"))]
+    subprocess.run(install, check=True, capture_output=True, timeout=300)
+    listing = "from pipelines.migrations import find_migrations as f; print(*(m.path for m in f()))"
+    found = subprocess.run(
+        [sys.executable, "-c", listing],
+        env={**os.environ, "PYTHONPATH": str(site)},
+        cwd=tmp_path,
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    ).stdout.split()
+    assert [Path(p).name for p in found] == sorted(p.name for p in MIGRATIONS_DIR.glob("*.sql"))
+    assert all(Path(p).is_relative_to(site) for p in found)

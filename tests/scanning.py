@@ -17,14 +17,25 @@ def scan(input_uri, bundle, db_url, *extra: str) -> dict:
     return run(["--input", str(input_uri), "--model", str(bundle), "--db", db_url, *extra])
 
 
-def table(db_url: str) -> list[dict]:
+def every_row(db_url: str, name: str) -> list[dict]:
+    """Every row of one of ``store.Tables``: ``results`` or ``runs``."""
     engine = store.connect(db_url)
     try:
-        results = store.Tables.reflect(engine).results
+        chosen = getattr(store.Tables.reflect(engine), name)
         with engine.connect() as conn:
-            return [dict(r._mapping) for r in conn.execute(select(results))]
+            return [dict(r._mapping) for r in conn.execute(select(chosen))]
     finally:
         engine.dispose()
+
+
+def table(db_url: str) -> list[dict]:
+    """The moderation table's rows."""
+    return every_row(db_url, "results")
+
+
+def scan_runs(db_url: str) -> list[dict]:
+    """The scan_runs table's rows."""
+    return every_row(db_url, "runs")
 
 
 def scan_run(db_url: str, run_id: str) -> dict:

@@ -19,10 +19,8 @@ from typing import Any
 
 import boto3
 import pytest
-from scanning import table
-from sqlalchemy import make_url, select
-
-from pipelines import store
+from scanning import scan_runs, table
+from sqlalchemy import make_url
 
 ROOT = Path(__file__).resolve().parents[1]
 DAGS = ROOT / "dags"
@@ -142,16 +140,6 @@ def deployment(airflow_env, s3_server, pg_url, bundle) -> dict[str, str]:
 def run_dag(env: dict[str, str], dag_id: str, *options: str) -> tuple[dict[str, Any], str]:
     done = run([sys.executable, str(RUNNER), "run", str(DAGS), dag_id, *options], env)
     return report(done), done.stdout + done.stderr
-
-
-def scan_runs(db_url: str) -> list[dict[str, Any]]:
-    engine = store.connect(db_url)
-    try:
-        runs = store.Tables.reflect(engine).runs
-        with engine.connect() as conn:
-            return [dict(r._mapping) for r in conn.execute(select(runs))]
-    finally:
-        engine.dispose()
 
 
 def test_dags_parse_fast_without_tensorflow_or_beam(airflow_env):

@@ -274,13 +274,16 @@ class ScanVideos(beam.PTransform):
             | "Score windows" >> ScoreWindows(handler, config.decision)
         )
         failed = extracted | "Failed videos" >> beam.Filter(lambda item: isinstance(item, dict))
-        # One sink fed by every branch: the Dask runner computes only the last step's graph.
-        return (
-            (scored, failed, tally)
-            | "Merge" >> beam.Flatten()
-            | "Write moderation results"
-            >> WriteModerationResults(scan.db, self._run_id, scan.write_batch_size, scan.db_retry)
-        )
+        # A writer per branch, so rows reach the database as videos finish: the local runner
+        # fuses each writer into the step that feeds it, where one writer behind a Flatten would
+        # run only once every branch had ended. The writers emit nothing; the last Flatten joins
+        # them because the Dask runner computes only the last step's graph.
+        run_id, size, retry = self._run_id, scan.write_batch_size, scan.db_retry
+        branches = {"scored rows": scored, "error rows": failed, "the listing": tally}
+        return [
+            branch | f"Write {name}" >> WriteModerationResults(scan.db, run_id, size, retry)
+            for name, branch in branches.items()
+        ] | "Every write done" >> beam.Flatten()
 
 
 def resolve_runner(name: str | None) -> str:

@@ -196,7 +196,7 @@ def has_results_table(db_url: str) -> bool:
 def test_a_scan_killed_midway_is_finished_by_the_next_run_without_duplicates(
     corpus, bundle, pg_url
 ):
-    # The local runner writes a run's rows together at its end. Holding the fourth write there
+    # With one row a write, rows reach the database as videos finish. Holding the fourth write
     # stops the scan with exactly three rows committed, where the test kills it.
     fault_on_writes(pg_url, "moderation_results", "n = 4", HOLD)
     db_url = f"{pg_url}&application_name={HELD_SCAN}"

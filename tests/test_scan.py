@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 from apache_beam.runners.portability import prism_runner
 from scanning import assert_summary_matches_table, new_version, scan, table
+from sqlalchemy.exc import SQLAlchemyError
 
 from pipelines import cli
+from pipelines.isolation import FAULTS_ENV
 from pipelines.scan import LOCAL_RUNNER, resolve_runner
 
 
@@ -164,3 +169,31 @@ def test_unusable_options_are_a_usage_error(bundle, tmp_path, capsys, options, m
     argv = [o.format(bundle=bundle, videos=tmp_path) for o in options]
     assert cli.main(["scan", *argv]) == cli.EXIT_USAGE
     assert message in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_rows_reach_the_database_while_the_scan_still_runs(corpus, bundle, tmp_path):
+    # One upload hangs its decoder for longer than the test waits. Rows of the other videos must
+    # be committed meanwhile: a long local scan keeps its progress if it dies midway.
+    videos = tmp_path / "videos"
+    shutil.copytree(corpus, videos)
+    shutil.copy(next(corpus.rglob("*.mp4")), videos / "hang.mp4")
+    db_url = f"sqlite:///{tmp_path / 'scan.db'}"
+    command = [sys.executable, "-m", "pipelines.scan", "--input", str(videos), "--model"]
+    command += [str(bundle), "--db", db_url, "--write_batch_size", "1", "--decode_timeout_s", "900"]
+    command += ["--direct_num_workers=2", "--direct_running_mode=multi_threading"]
+    env = {**os.environ, FAULTS_ENV: json.dumps({"hang.mp4": "hang"})}
+    scanner = subprocess.Popen(command, env=env, stderr=subprocess.DEVNULL, stdout=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 300
+        written = 0
+        while written == 0:
+            assert time.monotonic() < deadline, "no row was committed in 5 minutes"
+            assert scanner.poll() is None, "the scan ended although one video still hangs"
+            time.sleep(1)
+            with contextlib.suppress(SQLAlchemyError):  # until the scan has made its tables
+                written = len(table(db_url))
+    finally:
+        scanner.kill()
+        scanner.wait()
+    assert "hang.mp4" not in {Path(r["video_uri"]).name for r in table(db_url)}

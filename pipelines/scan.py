@@ -25,13 +25,14 @@ Every database transaction is retried with back-off when the connection is refus
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import signal
 import sys
 import tempfile
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -214,17 +215,26 @@ class Stopped(Exception):
     """The scan was told to stop (SIGTERM, as Airflow and schedulers send, or Ctrl-C)."""
 
 
-def stop_on_signals() -> None:
-    """Turn SIGTERM and SIGINT into :class:`Stopped`, so a stopped scan records itself as
-    failed rather than staying ``running``. A second signal ends the process at once."""
+@contextlib.contextmanager
+def stop_on_signals() -> Iterator[None]:
+    """Within the block, SIGTERM and SIGINT raise :class:`Stopped`, so a stopped scan records
+    itself as failed rather than staying ``running``; a second signal ends the process at once.
+    The previous handlers come back on exit, so an in-process caller keeps its own."""
+    stopping = (signal.SIGTERM, signal.SIGINT)
+    previous = {each: signal.getsignal(each) for each in stopping}
 
     def stop(signum: int, _frame: Any) -> None:
-        for each in (signal.SIGTERM, signal.SIGINT):
+        for each in stopping:
             signal.signal(each, signal.SIG_DFL)
         raise Stopped(f"stopped by {signal.Signals(signum).name}")
 
-    for each in (signal.SIGTERM, signal.SIGINT):
+    for each in stopping:
         signal.signal(each, stop)
+    try:
+        yield
+    finally:
+        for each, handler in previous.items():
+            signal.signal(each, handler)
 
 
 class RunNotRecorded(Exception):
@@ -392,9 +402,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.parse_known_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("pipelines").setLevel(logging.INFO)
-    stop_on_signals()
     try:
-        summary = run(argv)
+        with stop_on_signals():
+            summary = run(argv)
     except ValueError as err:
         progress(f"deeptrust scan: error: {err}")
         return EXIT_USAGE

@@ -6,6 +6,7 @@ import contextlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -18,7 +19,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from pipelines import cli
 from pipelines.isolation import FAULTS_ENV
-from pipelines.scan import LOCAL_RUNNER, resolve_runner
+from pipelines.scan import LOCAL_RUNNER, Stopped, resolve_runner, stop_on_signals
 
 
 @pytest.mark.slow
@@ -197,3 +198,11 @@ def test_rows_reach_the_database_while_the_scan_still_runs(corpus, bundle, tmp_p
         scanner.kill()
         scanner.wait()
     assert "hang.mp4" not in {Path(r["video_uri"]).name for r in table(db_url)}
+
+
+def test_stop_signals_raise_stopped_only_within_the_scan():
+    before = {each: signal.getsignal(each) for each in (signal.SIGTERM, signal.SIGINT)}
+    with pytest.raises(Stopped, match="SIGTERM"), stop_on_signals():
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(5)  # the handler raises here, in the main thread
+    assert {each: signal.getsignal(each) for each in before} == before

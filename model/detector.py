@@ -3,6 +3,8 @@ windows drawn from many videos with one backbone call per batch."""
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 import tensorflow as tf
 
@@ -24,6 +26,14 @@ def make_strategy(devices: list[str] | None = None) -> tf.distribute.Strategy:
     if len(devices) == 1:
         return tf.distribute.OneDeviceStrategy(devices[0])
     return tf.distribute.get_strategy()
+
+
+def replica_devices(strategy: tf.distribute.Strategy) -> list[str]:
+    """The device of each replica, in order; empty for the default strategy (no placement)."""
+    try:
+        return list(strategy.extended.worker_devices)
+    except RuntimeError:
+        return []
 
 
 class Detector:
@@ -78,8 +88,28 @@ class Detector:
         """The one batch shape the models ever see: a fixed number of rows per replica."""
         return self.runtime.chunk_per_replica * self.replicas
 
+    def _call(self, model: tf.keras.Model, chunk: tuple[np.ndarray, ...]) -> np.ndarray:
+        """``model`` over one chunk of rows, split evenly over the replicas, as float32.
+
+        This is Keras' own predict function (with XLA where the model asks for it), called on
+        the chunk directly: ``model.predict`` would first build a ``tf.data`` pipeline around
+        it on every call, which cost a third of the backbone's speed on a 2-core CPU.
+        """
+        rows, devices = self.runtime.chunk_per_replica, replica_devices(self.strategy)
+
+        def shard(context: tf.distribute.experimental.ValueContext) -> tuple:
+            replica = context.replica_id_in_sync_group
+            # Each replica's rows start on its own device, where XLA expects them.
+            with tf.device(devices[replica]) if devices else contextlib.nullcontext():
+                parts = [tf.constant(v[replica * rows : (replica + 1) * rows]) for v in chunk]
+            return (parts if len(parts) > 1 else parts[0],)
+
+        step = self.strategy.experimental_distribute_values_from_function(shard)
+        model.make_predict_function()  # built once, on the first call
+        return np.asarray(model.predict_function([step]), dtype=np.float32)
+
     def _predict(self, model: tf.keras.Model, *inputs: np.ndarray) -> np.ndarray:
-        """``model.predict`` over inputs padded to a multiple of ``chunk`` rows.
+        """``model`` over inputs padded to a multiple of ``chunk`` rows, one chunk a call.
 
         A fixed batch shape means the prediction function is traced once, not once per batch
         size, and every replica of a mirrored strategy gets an equal share.
@@ -90,9 +120,11 @@ class Detector:
             inputs = tuple(
                 np.concatenate([v, np.zeros((padded, *v.shape[1:]), v.dtype)]) for v in inputs
             )
-        x = inputs[0] if len(inputs) == 1 else list(inputs)
-        out = model.predict(x, batch_size=self.chunk, verbose=0)
-        return np.asarray(out, dtype=np.float32)[:n]
+        outputs = [
+            self._call(model, tuple(v[i : i + self.chunk] for v in inputs))
+            for i in range(0, n + padded, self.chunk)
+        ]
+        return np.concatenate(outputs)[:n]
 
     def frame_features(self, frames: np.ndarray) -> np.ndarray:
         """[N, S, S, 3] uint8 -> [N, D] float32, in one batched backbone call."""

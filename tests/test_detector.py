@@ -52,21 +52,21 @@ def test_padded_frames_do_not_change_a_window_score():
     np.testing.assert_allclose(before, after, atol=1e-6)
 
 
-def test_one_backbone_call_for_a_batch_of_many_videos(monkeypatch):
+def test_the_backbone_is_traced_once_for_batches_of_any_size(monkeypatch):
     detector = Detector.build(CONFIG, RANDOM, seed=1)
-    calls = []
-    original = detector.backbone.predict
+    traced = []
+    original = detector.backbone.call
 
-    def counting_predict(x, **kwargs):
-        calls.append(len(x))
-        return original(x, **kwargs)
+    def tracing_call(inputs, *args, **kwargs):  # runs only while TensorFlow traces a call
+        traced.append(tuple(inputs.shape))
+        return original(inputs, *args, **kwargs)
 
-    monkeypatch.setattr(detector.backbone, "predict", counting_predict)
-    frames, mask = _windows(5)
-    detector.score_windows(frames, mask)
-    # One call, padded to the fixed batch shape, so the predict function is traced once.
-    assert len(calls) == 1
-    assert calls[0] == detector.chunk >= int(mask.sum())
+    monkeypatch.setattr(detector.backbone, "call", tracing_call)
+    for batch in (5, 11, 2):  # 18, 42 and 6 real frames: under, over and well under one chunk
+        frames, mask = _windows(batch)
+        assert detector.score_windows(frames, mask).shape == (batch,)
+    # Every batch is padded to whole chunks of the one fixed shape, so nothing is retraced.
+    assert traced == [(detector.chunk, 75, 75, 3)]
 
 
 def test_random_backbone_is_reproducible_by_seed():

@@ -48,12 +48,13 @@ from pipelines import scan, store
 from pipelines.listing import is_video
 from pipelines.prototype import prototype_score
 
-# The fast path on a 2-core CPU worker: two threads, so one decodes while the other scores, and
-# many small decode groups, because the local runner splits them between its threads once.
+# The fast path on a 2-core CPU worker: two threads sharing the model, and one decode group per
+# thread, because the local runner hands each thread whole groups and a thread decodes its next
+# video while it scores the last only within a group.
 FAST_SCAN_ARGS = (
     "--direct_num_workers=2",
     "--direct_running_mode=multi_threading",
-    "--decode_groups=64",
+    "--decode_groups=2",
 )
 # Videos the prototype loop scores: its cost per video does not depend on the video.
 PROTOTYPE_VIDEOS = 8

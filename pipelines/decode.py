@@ -1,10 +1,11 @@
 """Decode videos into face-cropped windows and cut them into batches that mix videos.
 
-Videos are spread over ``decode_groups`` groups by a hash of their URI. Each group is decoded
-by one DoFn call, which yields a batch whenever it holds ``min_batch_windows`` windows and the
-rest when the group ends. Groups decode in parallel, only light references are shuffled (never
-decoded frames), and every batch is emitted from ``process``: Beam 2.77's Dask runner drops
-whatever a DoFn emits in ``finish_bundle``, which is where ``BatchElements`` emits its last batch.
+Videos are dealt to ``decode_groups`` groups in turn. Each group is decoded by one DoFn call,
+which yields a batch whenever it holds ``min_batch_windows`` windows and the rest when the
+group ends; within a group, the next video decodes while the last one is scored. Groups decode
+in parallel, only light references are shuffled (never decoded frames), and every batch is
+emitted from ``process``: Beam 2.77's Dask runner drops whatever a DoFn emits in
+``finish_bundle``, which is where ``BatchElements`` emits its last batch.
 
 Each video is decoded in a child process (``pipelines.isolation``) under a time limit, after a
 size check on the listing's metadata, so a hostile upload costs one error row and nothing more.
@@ -75,9 +76,26 @@ class VideoClip:
         return len(self.frames)
 
 
-def decode_group(uri: str, groups: int) -> int:
-    """A stable group for ``uri``, the same in every worker process."""
-    return zlib.crc32(uri.encode()) % groups
+class AssignDecodeGroups(beam.DoFn):
+    """VideoRef -> (group, VideoRef), dealing the videos of a bundle to the groups in turn.
+
+    Groups then differ by at most one video per bundle, so workers that take the same number
+    of groups get the same work: the local runner hands each of its threads whole groups, in
+    turn. Each bundle starts at the group its first video's URI hashes to, so that bundles do
+    not all favour the first group.
+    """
+
+    def __init__(self, groups: int) -> None:
+        self._groups = groups
+
+    def start_bundle(self) -> None:
+        self._next: int | None = None
+
+    def process(self, ref: VideoRef) -> Iterator[tuple[int, VideoRef]]:
+        if self._next is None:
+            self._next = zlib.crc32(ref.uri.encode()) % self._groups
+        yield self._next, ref
+        self._next = (self._next + 1) % self._groups
 
 
 @contextlib.contextmanager
@@ -254,10 +272,9 @@ class ExtractWindows(beam.PTransform):
     def expand(
         self, refs: beam.PCollection[VideoRef]
     ) -> beam.PCollection[list[VideoClip] | dict[str, Any]]:
-        groups = self._groups
         return (
             refs
-            | "Assign decode groups" >> beam.WithKeys(lambda ref: decode_group(ref.uri, groups))
+            | "Assign decode groups" >> beam.ParDo(AssignDecodeGroups(self._groups))
             | "Group videos" >> beam.GroupByKey()
             | "Decode and batch"
             >> beam.ParDo(

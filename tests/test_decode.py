@@ -4,14 +4,30 @@ from __future__ import annotations
 
 import os
 import time
+from collections import Counter
 
 import boto3
 import numpy as np
+import pytest
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from pipelines.decode import DecodeVideos, local_copy
+from pipelines.decode import AssignDecodeGroups, DecodeVideos, local_copy
 from pipelines.listing import VideoRef
+
+
+@pytest.mark.parametrize(("videos", "groups"), [(16, 2), (11, 4), (3, 8), (40, 16)])
+def test_a_bundle_deals_its_videos_to_the_groups_evenly(videos, groups):
+    """The local runner hands each thread whole groups, so even groups mean even threads."""
+    refs = [VideoRef(f"s3://uploads/day/{i:04d}.mp4", f"etag:{i}", 1000) for i in range(videos)]
+    assign = AssignDecodeGroups(groups)
+    assign.start_bundle()
+    keyed = [pair for ref in refs for pair in assign.process(ref)]
+    assert sorted(ref.uri for _, ref in keyed) == [ref.uri for ref in refs]  # each video once
+    sizes = Counter(group for group, _ in keyed)
+    assert set(sizes) <= set(range(groups))
+    assert len(sizes) == min(videos, groups)
+    assert max(sizes.values()) - min(sizes.values()) <= 1
 
 
 def test_a_group_yields_batches_of_several_videos_and_error_rows(corpus, small_config, tmp_path):

@@ -11,7 +11,7 @@ import tensorflow as tf
 from model.backbone import RANDOM, build_backbone
 from model.config import DetectorConfig
 from model.head import build_head
-from model.runtime import RuntimePlan
+from model.runtime import RuntimePlan, replica_devices
 
 
 def make_strategy(devices: list[str] | None = None) -> tf.distribute.Strategy:
@@ -26,14 +26,6 @@ def make_strategy(devices: list[str] | None = None) -> tf.distribute.Strategy:
     if len(devices) == 1:
         return tf.distribute.OneDeviceStrategy(devices[0])
     return tf.distribute.get_strategy()
-
-
-def replica_devices(strategy: tf.distribute.Strategy) -> list[str]:
-    """The device of each replica, in order; empty for the default strategy (no placement)."""
-    try:
-        return list(strategy.extended.worker_devices)
-    except RuntimeError:
-        return []
 
 
 class Detector:
@@ -56,6 +48,7 @@ class Detector:
         self.runtime = runtime or RuntimePlan()
         # XLA for the backbone only: the head is tiny, and its LSTMs use cuDNN kernels on GPUs.
         backbone.jit_compile = self.runtime.jit_compile
+        self._devices = replica_devices(strategy)
 
     @classmethod
     def build(
@@ -95,7 +88,7 @@ class Detector:
         the chunk directly: ``model.predict`` would first build a ``tf.data`` pipeline around
         it on every call, which cost a third of the backbone's speed on a 2-core CPU.
         """
-        rows, devices = self.runtime.chunk_per_replica, replica_devices(self.strategy)
+        rows, devices = self.runtime.chunk_per_replica, self._devices
 
         def shard(context: tf.distribute.experimental.ValueContext) -> tuple:
             replica = context.replica_id_in_sync_group

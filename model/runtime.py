@@ -81,14 +81,22 @@ def chunk_for_memory(memory_bytes: int | None) -> int:
     return next(rows for floor, rows in GPU_CHUNKS_BY_GIB if gib >= floor)
 
 
+def replica_devices(strategy: tf.distribute.Strategy) -> list[str]:
+    """The device of each replica, in order; empty for the default strategy (no placement)."""
+    try:
+        return list(strategy.extended.worker_devices)
+    except RuntimeError:
+        return []
+
+
 def gpu_memory_bytes(strategy: tf.distribute.Strategy) -> int | None:
     """The smallest memory TensorFlow may use on the strategy's GPUs, or None without GPUs."""
     import tensorflow as tf
 
-    try:
-        devices = list(strategy.extended.worker_devices)
-    except RuntimeError:  # the default strategy: ops land on the first GPU, if there is one
-        devices = [d.name for d in tf.config.list_logical_devices("GPU")[:1]]
+    # The default strategy has no devices of its own: ops land on the first GPU, if there is one.
+    devices = replica_devices(strategy) or [
+        d.name for d in tf.config.list_logical_devices("GPU")[:1]
+    ]
     specs = [tf.DeviceSpec.from_string(d) for d in devices]
     gpus = {spec.device_index or 0 for spec in specs if spec.device_type == "GPU"}
     if not gpus:

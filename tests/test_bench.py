@@ -60,9 +60,12 @@ def test_json_holds_every_measurement_of_the_contract(bench_result):
 @pytest.mark.slow
 def test_ratios_are_computed_from_the_measured_rates(bench_result):
     r = bench_result
-    assert r["scan_vs_model"] == pytest.approx(r["scan_fps"] / r["model_fps"], rel=0.01)
-    assert r["scan_vs_prototype"] == pytest.approx(r["scan_fps"] / r["prototype_fps"], rel=0.01)
-    assert r["decode_vs_model"] == pytest.approx(r["decode_fps"] / r["model_fps"], rel=0.01)
+    # Ratios are rounded to 3 decimals; this tiny run's start-up makes scan/model small enough
+    # (about 0.03) for that rounding alone to exceed 1 %.
+    close = {"rel": 0.01, "abs": 0.0005}
+    assert r["scan_vs_model"] == pytest.approx(r["scan_fps"] / r["model_fps"], **close)
+    assert r["scan_vs_prototype"] == pytest.approx(r["scan_fps"] / r["prototype_fps"], **close)
+    assert r["decode_vs_model"] == pytest.approx(r["decode_fps"] / r["model_fps"], **close)
     assert r["rss_long_vs_short"] == pytest.approx(
         r["peak_rss_long_mb"] / r["peak_rss_short_mb"], rel=0.01
     )

@@ -129,6 +129,7 @@ def test_the_gpu_path_runs_mirrored_with_xla_and_float16_on_two_cpu_devices(bund
     gpu_like, _ = load_bundle(str(bundle), strategy=make_strategy(cpus), precision="mixed_float16")
     xla = gpu_like.with_runtime(replace(gpu_like.runtime, jit_compile=True))
     assert xla.replicas == 2 and xla.chunk == 2 * CPU_CHUNK_PER_REPLICA
+    assert xla.backbone.jit_compile
     config = exact.config
     rng = np.random.default_rng(0)
     shape = (3, config.sampling.frames_per_window)

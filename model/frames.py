@@ -126,7 +126,7 @@ def pad_window(frames: list[np.ndarray], length: int) -> tuple[np.ndarray, np.nd
     if len(frames) > length:
         raise ValueError(f"{len(frames)} frames do not fit a window of {length}")
     out = np.zeros((length, *frames[0].shape), dtype=frames[0].dtype)
-    out[: len(frames)] = np.stack(frames)
+    np.stack(frames, out=out[: len(frames)])
     mask = np.zeros(length, dtype=bool)
     mask[: len(frames)] = True
     return out, mask

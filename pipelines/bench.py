@@ -48,13 +48,14 @@ from pipelines import scan, store
 from pipelines.listing import is_video
 from pipelines.prototype import prototype_score
 
-# The fast path on a 2-core CPU worker: two threads sharing the model, and one decode group per
-# thread, because the local runner hands each thread whole groups and a thread decodes its next
-# video while it scores the last only within a group.
+# The fast path on a 2-core CPU worker: two threads sharing the model, one decode group per
+# thread (the local runner hands each thread whole groups, and a thread decodes its next video
+# while it scores the last only within a group), and one decoder process for both threads.
 FAST_SCAN_ARGS = (
     "--direct_num_workers=2",
     "--direct_running_mode=multi_threading",
     "--decode_groups=2",
+    "--decoders=1",
 )
 # Videos the prototype loop scores: its cost per video does not depend on the video.
 PROTOTYPE_VIDEOS = 8

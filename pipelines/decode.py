@@ -9,6 +9,7 @@ emitted from ``process``: Beam 2.77's Dask runner drops whatever a DoFn emits in
 
 Each video is decoded in a child process (``pipelines.isolation``) under a time limit, after a
 size check on the listing's metadata, so a hostile upload costs one error row and nothing more.
+A worker process's threads share ``decoders`` such children.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import re
 import shutil
 import tempfile
 import time
+import uuid
 import zlib
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -37,7 +39,7 @@ from model.errors import VideoError
 from model.storage import is_s3, prefer_standard_retries
 from model.video import VideoInfo
 from pipelines import metrics, store
-from pipelines.isolation import DecoderProcess
+from pipelines.isolation import shared_pool
 from pipelines.listing import VideoRef
 
 _LOG = logging.getLogger(__name__)
@@ -137,7 +139,11 @@ def _fetch_error(uri: str, err: Exception) -> VideoError:
 
 
 class DecodeVideos(beam.DoFn):
-    """(group, [VideoRef]) -> batches (lists of VideoClip) and error rows for failed videos."""
+    """(group, [VideoRef]) -> batches (lists of VideoClip) and error rows for failed videos.
+
+    The copies of this step in one worker process (one per thread) share ``decoders`` decoder
+    processes.
+    """
 
     def __init__(
         self,
@@ -145,11 +151,14 @@ class DecodeVideos(beam.DoFn):
         model_version: str,
         min_batch_windows: int,
         limits: DecodeLimits = DecodeLimits(),
+        decoders: int = 1,
     ) -> None:
         self._config = config
         self._model_version = model_version
         self._min_batch_windows = min_batch_windows
         self._limits = limits
+        self._pool_size = decoders
+        self._pool_key = uuid.uuid4().hex  # pickled along, so every copy of the step shares it
         self._decoded = beam.metrics.Metrics.counter("deeptrust", "videos_decoded")
         self._failed = beam.metrics.Metrics.counter("deeptrust", "videos_failed")
         self._windows = beam.metrics.Metrics.counter("deeptrust", "windows")
@@ -158,14 +167,16 @@ class DecodeVideos(beam.DoFn):
 
     def setup(self) -> None:
         prefer_standard_retries()
-        self._decoder = DecoderProcess(self._config, self._limits.timeout_s)
-        self._decoder.start()
+        self._resources = contextlib.ExitStack()
+        self._decoders = self._resources.enter_context(
+            shared_pool(self._pool_key, self._config, self._limits.timeout_s, self._pool_size)
+        )
         # One thread fetches and decodes the next video while this one's batch is scored.
         self._ahead = ThreadPoolExecutor(max_workers=1, thread_name_prefix="decode-ahead")
 
     def teardown(self) -> None:
         self._ahead.shutdown(cancel_futures=True)
-        self._decoder.close()
+        self._resources.close()
 
     def process(
         self, group: tuple[int, Iterable[VideoRef]]
@@ -227,7 +238,7 @@ class DecodeVideos(beam.DoFn):
                     "(--max_video_bytes)",
                 )
             with local_copy(ref.uri) as path:
-                sampled = self._decoder.sample(path)
+                sampled = self._decoders.sample(path)
         except VideoError as err:
             return self._error(ref, err.code, err.detail)
         except Exception as err:  # a failed video is a row, never a failed pipeline
@@ -261,6 +272,7 @@ class ExtractWindows(beam.PTransform):
         groups: int,
         min_batch_windows: int,
         limits: DecodeLimits,
+        decoders: int = 1,
     ) -> None:
         super().__init__()
         self._config = config
@@ -268,6 +280,7 @@ class ExtractWindows(beam.PTransform):
         self._groups = groups
         self._min_batch_windows = min_batch_windows
         self._limits = limits
+        self._decoders = decoders
 
     def expand(
         self, refs: beam.PCollection[VideoRef]
@@ -279,7 +292,11 @@ class ExtractWindows(beam.PTransform):
             | "Decode and batch"
             >> beam.ParDo(
                 DecodeVideos(
-                    self._config, self._model_version, self._min_batch_windows, self._limits
+                    self._config,
+                    self._model_version,
+                    self._min_batch_windows,
+                    self._limits,
+                    self._decoders,
                 )
             )
         )

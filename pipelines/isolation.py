@@ -7,20 +7,29 @@ video's stacked windows (``model.video.SampledVideo``) back, once per video. The
 most ``timeout_s`` for each answer. A child that dies or overruns is killed, the video becomes an
 error row (``decoder_crashed`` or ``decode_timeout``), and a fresh child takes the next video.
 
+The threads of a worker process share a :class:`DecoderPool` of children (``shared_pool``)
+rather than starting one each: every child imports TensorFlow and loads MTCNN, about five
+CPU-seconds, and on a CPU worker those come out of the model's share of the cores while the scan
+starts. One child decodes several times faster than a CPU's model scores, so a CPU worker needs
+one; a GPU worker needs as many as keep its GPU fed.
+
 A subprocess rather than ``multiprocessing``: Dask's worker processes are daemons, and
 ``multiprocessing`` refuses to give a daemon children.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import queue
 import resource
 import signal
 import subprocess
 import sys
 import threading
 import weakref
+from collections.abc import Iterator
 from multiprocessing import Pipe
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -142,6 +151,72 @@ class DecoderProcess:
                 ) from err
             self._ready = True
         return self._conn
+
+
+class DecoderPool:
+    """Decoder children that several threads share: each video takes whichever child is idle.
+
+    A child that crashes or overruns is replaced as :class:`DecoderProcess` replaces itself. A
+    video waits for an idle child before its ``timeout_s`` starts, so with one child a hung
+    video holds up the others for at most ``timeout_s``.
+    """
+
+    def __init__(self, config: DetectorConfig, timeout_s: float, size: int) -> None:
+        if size < 1:
+            raise ValueError("a decoder pool needs at least one decoder")
+        self._decoders = [DecoderProcess(config, timeout_s) for _ in range(size)]
+        self._idle: queue.SimpleQueue[DecoderProcess] = queue.SimpleQueue()
+        for decoder in self._decoders:
+            self._idle.put(decoder)
+
+    def start(self) -> None:
+        """Start every child without waiting for them."""
+        for decoder in self._decoders:
+            decoder.start()
+
+    def sample(self, path: str) -> SampledVideo:
+        """``path``'s windows from the next idle child; raises VideoError as it reports it."""
+        decoder = self._idle.get()
+        try:
+            return decoder.sample(path)
+        finally:
+            self._idle.put(decoder)
+
+    def close(self) -> None:
+        for decoder in self._decoders:
+            decoder.close()
+
+
+_POOLS: dict[str, tuple[DecoderPool, int]] = {}
+_POOLS_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def shared_pool(
+    key: str, config: DetectorConfig, timeout_s: float, size: int
+) -> Iterator[DecoderPool]:
+    """The process's pool for ``key``, started by its first user and closed by its last.
+
+    Beam sets up one copy of a DoFn per worker thread; copies of the same step carry the same
+    ``key`` and so share one pool.
+    """
+    with _POOLS_LOCK:
+        pool, users = _POOLS.get(key, (None, 0))
+        if pool is None:
+            pool = DecoderPool(config, timeout_s, size)
+            pool.start()
+        _POOLS[key] = (pool, users + 1)
+    try:
+        yield pool
+    finally:
+        with _POOLS_LOCK:
+            users = _POOLS[key][1] - 1
+            if users:
+                _POOLS[key] = (pool, users)
+            else:
+                del _POOLS[key]
+        if not users:
+            pool.close()
 
 
 def _exit_with_parent() -> None:

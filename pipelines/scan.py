@@ -112,6 +112,13 @@ class ScanOptions(PipelineOptions):
             help="groups the videos are decoded in, in parallel (default: %(default)s)",
         )
         parser.add_argument(
+            "--decoders",
+            type=int,
+            default=1,
+            help="decoder processes per worker process, shared by its threads; one keeps up "
+            "with a CPU's model, a GPU needs more (default: %(default)s)",
+        )
+        parser.add_argument(
             "--write_batch_size",
             type=int,
             default=100,
@@ -170,6 +177,7 @@ class ScanOptions(PipelineOptions):
             "min_batch_windows",
             "max_batch_windows",
             "decode_groups",
+            "decoders",
             "write_batch_size",
             "max_video_bytes",
             "db_attempts",
@@ -274,7 +282,12 @@ class ScanVideos(beam.PTransform):
             | "Drop already scored" >> beam.FlatMap(lambda item: [] if item.skip else [item.ref])
             | "Extract windows"
             >> ExtractWindows(
-                config, version, scan.decode_groups, scan.min_batch_windows, scan.limits
+                config,
+                version,
+                scan.decode_groups,
+                scan.min_batch_windows,
+                scan.limits,
+                scan.decoders,
             )
         )
         handler = WindowModelHandler(scan.model, version, scan.max_batch_windows, scan.precision)

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import pickle
 import resource
 import time
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import boto3
@@ -77,8 +79,10 @@ def test_a_group_yields_batches_of_several_videos_and_error_rows(corpus, small_c
     refs = [VideoRef(str(p), f"sha256:{i}", p.stat().st_size) for i, p in enumerate(paths)]
     decode = DecodeVideos(small_config, "m1", min_batch_windows=5)
     decode.setup()
-
-    out = list(decode.process((0, refs)))
+    try:
+        out = list(decode.process((0, refs)))
+    finally:
+        decode.teardown()
 
     errors = {row["video_uri"]: row for row in out if isinstance(row, dict)}
     assert {uri: row["error_reason"] for uri, row in errors.items()} == {
@@ -107,13 +111,13 @@ def test_the_next_video_decodes_while_the_caller_scores_this_one(corpus, small_c
     decode = DecodeVideos(small_config, "m1", min_batch_windows=1)
     decode.setup()
     started: list[str] = []
-    real_sample = decode._decoder.sample
+    real_sample = decode._decoders.sample
 
     def sample(path: str):  # a spy around the real decoder child
         started.append(path)
         return real_sample(path)
 
-    decode._decoder.sample = sample
+    decode._decoders.sample = sample
     try:
         batches = decode.process((0, refs))
         first = next(batches)
@@ -129,6 +133,39 @@ def test_the_next_video_decodes_while_the_caller_scores_this_one(corpus, small_c
         assert started == paths
     finally:
         decode.teardown()
+
+
+def child_pids() -> set[int]:
+    return {child.pid for child in psutil.Process().children()}
+
+
+@pytest.mark.parametrize("decoders", [1, 2])
+def test_the_copies_of_the_step_in_a_worker_share_its_decoders(corpus, small_config, decoders):
+    """Beam sets up one copy of the DoFn per worker thread, unpickled from the same step."""
+    step = DecodeVideos(small_config, "m1", min_batch_windows=1, decoders=decoders)
+    copies = [pickle.loads(pickle.dumps(step)) for _ in range(3)]
+    other_step = DecodeVideos(small_config, "m1", min_batch_windows=1, decoders=decoders)
+    paths = [str(p) for p in sorted(corpus.rglob("*.mp4"))[:3]]
+    refs = [VideoRef(p, f"sha256:{i}", os.path.getsize(p)) for i, p in enumerate(paths)]
+    before = child_pids()
+    for copy in copies:
+        copy.setup()
+    try:
+        assert len(child_pids() - before) == decoders
+        with ThreadPoolExecutor(max_workers=len(copies)) as threads:
+            outputs = list(threads.map(lambda copy: list(copy.process((0, refs))), copies))
+        for out in outputs:  # every thread got every video of its group, through the pool
+            assert [clip.video.ref for batch in out for clip in batch] == refs
+        assert len(child_pids() - before) == decoders
+        other_step.setup()
+        assert len(child_pids() - before) == 2 * decoders  # another step: a pool of its own
+        other_step.teardown()
+        copies[0].teardown()
+        assert len(child_pids() - before) == decoders  # the others still decode with them
+    finally:
+        for copy in copies[1:]:
+            copy.teardown()
+    assert child_pids() == before  # the last copy to go closed the pool
 
 
 def test_remote_objects_are_copied_to_a_temporary_file_named_apart_from_the_key(s3_server):

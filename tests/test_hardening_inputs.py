@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import struct
+import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import psutil
@@ -31,7 +33,7 @@ from model.container import image_format, mp4_problem
 from model.errors import VideoError
 from model.frames import plan_windows
 from pipelines import cli
-from pipelines.isolation import FAULTS_ENV, DecoderProcess
+from pipelines.isolation import FAULTS_ENV, DecoderPool, DecoderProcess
 
 
 @pytest.fixture(scope="module")
@@ -141,6 +143,28 @@ def test_a_hanging_decoder_is_stopped_at_the_time_limit(bad_inputs, monkeypatch)
         caught.value.detail == "no result within 1 s (--decode_timeout_s); the decoder was stopped"
     )
     assert not psutil.pid_exists(child)
+    assert children() == before
+
+
+def test_a_video_queued_behind_a_hang_on_a_shared_decoder_still_gets_its_full_time(
+    bad_inputs, monkeypatch
+):
+    """Two threads share one decoder: the second video's time limit starts when it is sent."""
+    monkeypatch.setenv(FAULTS_ENV, json.dumps(FAULTS))
+    before = children()
+    pool = DecoderPool(SMALL_CONFIG, timeout_s=3.0, size=1)
+    pool.start()
+    try:
+        with ThreadPoolExecutor(max_workers=2) as threads:
+            hung = threads.submit(pool.sample, str(bad_inputs / "hang.mp4"))
+            time.sleep(0.5)  # the hang takes the one decoder first
+            queued = threads.submit(pool.sample, str(bad_inputs / "good_a.mp4"))
+            with pytest.raises(VideoError) as caught:
+                hung.result()
+            assert caught.value.code == "decode_timeout"
+            assert queued.result().frames.shape == (3, 8, 96, 96, 3)
+    finally:
+        pool.close()
     assert children() == before
 
 

@@ -164,6 +164,10 @@ def test_an_unreachable_database_fails_the_run(corpus, bundle, capsys):
             ["--input", "{videos}", "--model", "{bundle}", "--decode_groups", "0"],
             "--decode_groups must be at least 1",
         ),
+        (
+            ["--input", "{videos}", "--model", "{bundle}", "--decoders", "0"],
+            "--decoders must be at least 1",
+        ),
     ],
 )
 def test_unusable_options_are_a_usage_error(bundle, tmp_path, capsys, options, message):

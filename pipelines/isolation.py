@@ -11,7 +11,9 @@ The threads of a worker process share a :class:`DecoderPool` of children (``shar
 rather than starting one each: every child imports TensorFlow and loads MTCNN, about five
 CPU-seconds, and on a CPU worker those come out of the model's share of the cores while the scan
 starts. One child decodes several times faster than a CPU's model scores, so a CPU worker needs
-one; a GPU worker needs as many as keep its GPU fed.
+one; a GPU worker needs as many as keep its GPU fed. A hung upload must not stall the others
+until its time limit, so a video that finds every child busy on one video for ``SPARE_AFTER_S``
+starts a spare child; there are never more children than videos decoding at once.
 
 A subprocess rather than ``multiprocessing``: Dask's worker processes are daemons, and
 ``multiprocessing`` refuses to give a daemon children.
@@ -28,6 +30,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 import weakref
 from collections.abc import Iterator
 from multiprocessing import Pipe
@@ -48,6 +51,10 @@ STARTUP_TIMEOUT_S = 600.0
 FAULTS_ENV = "DEEPTRUST_TEST_DECODER_FAULTS"
 _PACKAGE_ROOT = str(Path(__file__).resolve().parent.parent)
 _PARENT_POLL_S = 1.0
+# A short video decodes in about a second. A child still on one video after this long is stuck on
+# a hostile or a very long upload, and a video waiting for it starts a spare child instead.
+SPARE_AFTER_S = 30.0
+_WAIT_POLL_S = 1.0
 # glibc maps blocks above this size fresh from the kernel, and returns free memory above it.
 # Each video allocates and frees its stacked windows and the pickled reply (48 MB apiece at the
 # default 224 px, 16 windows of 20 frames), above glibc's own 32 MB ceiling: without this, the
@@ -78,6 +85,7 @@ class DecoderProcess:
         self._conn: Connection | None = None
         self._ready = False
         self._finalizer: weakref.finalize | None = None
+        self._sent_at: float | None = None  # when the child got the video it decodes now
 
     def start(self) -> None:
         """Start the child without waiting for it: it loads while the caller does other work."""
@@ -109,6 +117,7 @@ class DecoderProcess:
     def sample(self, path: str) -> SampledVideo:
         """``path``'s windows, decoded in the child; raises VideoError as the child reports it."""
         conn = self._wait_ready()
+        self._sent_at = time.monotonic()
         try:
             conn.send(path)
             if not conn.poll(self._timeout_s):
@@ -124,9 +133,16 @@ class DecoderProcess:
             raise VideoError(
                 "decoder_crashed", f"the decoder process died ({_describe_exit(status)})"
             ) from err
+        finally:
+            self._sent_at = None
         if reply[0] == "error":
             raise VideoError(reply[1], reply[2])
         return reply[1]
+
+    def decoding_for(self) -> float:
+        """Seconds the child has spent on its current video; 0 when it has none."""
+        sent_at = self._sent_at
+        return 0.0 if sent_at is None else time.monotonic() - sent_at
 
     def close(self) -> int:
         """Stop the child; returns its exit status (0 when none was running)."""
@@ -157,14 +173,26 @@ class DecoderPool:
     """Decoder children that several threads share: each video takes whichever child is idle.
 
     A child that crashes or overruns is replaced as :class:`DecoderProcess` replaces itself. A
-    video waits for an idle child before its ``timeout_s`` starts, so with one child a hung
-    video holds up the others for at most ``timeout_s``.
+    video waits for an idle child before its ``timeout_s`` starts. When every child has spent
+    ``spare_after_s`` on its current video, the waiting video starts a spare child and decodes in
+    it; the spare stays in the pool. A spare starts only for a video that waits, so the pool never
+    holds more children than the most videos decoding at once.
     """
 
-    def __init__(self, config: DetectorConfig, timeout_s: float, size: int) -> None:
+    def __init__(
+        self,
+        config: DetectorConfig,
+        timeout_s: float,
+        size: int,
+        spare_after_s: float = SPARE_AFTER_S,
+    ) -> None:
         if size < 1:
             raise ValueError("a decoder pool needs at least one decoder")
+        self._config = config
+        self._timeout_s = timeout_s
+        self._spare_after_s = spare_after_s
         self._decoders = [DecoderProcess(config, timeout_s) for _ in range(size)]
+        self._lock = threading.Lock()
         self._idle: queue.SimpleQueue[DecoderProcess] = queue.SimpleQueue()
         for decoder in self._decoders:
             self._idle.put(decoder)
@@ -176,15 +204,29 @@ class DecoderPool:
 
     def sample(self, path: str) -> SampledVideo:
         """``path``'s windows from the next idle child; raises VideoError as it reports it."""
-        decoder = self._idle.get()
+        decoder = self._take()
         try:
             return decoder.sample(path)
         finally:
             self._idle.put(decoder)
 
+    def _take(self) -> DecoderProcess:
+        """The next idle child, or a spare once every child is stuck on a video."""
+        while True:
+            try:
+                return self._idle.get(timeout=_WAIT_POLL_S)
+            except queue.Empty:
+                pass
+            with self._lock:
+                if all(d.decoding_for() >= self._spare_after_s for d in self._decoders):
+                    spare = DecoderProcess(self._config, self._timeout_s)
+                    self._decoders.append(spare)
+                    return spare
+
     def close(self) -> None:
-        for decoder in self._decoders:
-            decoder.close()
+        with self._lock:
+            for decoder in self._decoders:
+                decoder.close()
 
 
 _POOLS: dict[str, tuple[DecoderPool, int]] = {}

@@ -116,7 +116,8 @@ class ScanOptions(PipelineOptions):
             type=int,
             default=1,
             help="decoder processes per worker process, shared by its threads; one keeps up "
-            "with a CPU's model, a GPU needs more (default: %(default)s)",
+            "with a CPU's model, a GPU needs more. A spare starts when every one has spent 30 s "
+            "on one video (default: %(default)s)",
         )
         parser.add_argument(
             "--write_batch_size",

@@ -168,6 +168,31 @@ def test_a_video_queued_behind_a_hang_on_a_shared_decoder_still_gets_its_full_ti
     assert children() == before
 
 
+def test_a_video_waiting_behind_a_hang_starts_a_spare_decoder(bad_inputs, monkeypatch):
+    """The hang keeps its child until its time limit; the video waiting for it need not wait."""
+    monkeypatch.setenv(FAULTS_ENV, json.dumps(FAULTS))
+    before = children()
+    pool = DecoderPool(SMALL_CONFIG, timeout_s=30.0, size=1, spare_after_s=1.0)
+    pool.start()
+    try:
+        with ThreadPoolExecutor(max_workers=2) as threads:
+            hung = threads.submit(pool.sample, str(bad_inputs / "hang.mp4"))
+            time.sleep(0.5)  # the hang takes the one decoder first
+            queued = threads.submit(pool.sample, str(bad_inputs / "good_a.mp4"))
+            assert queued.result().frames.shape == (3, 8, 96, 96, 3)
+            assert not hung.done()  # decoded in a spare, before the hang's time limit
+            assert len(children() - before) == 2
+            with pytest.raises(VideoError) as caught:
+                hung.result()
+            assert caught.value.code == "decode_timeout"
+        again = pool.sample(str(bad_inputs / "good_b.mp4"))  # the spare stayed in the pool
+        assert again.frames.shape[1:] == (8, 96, 96, 3)
+        assert len(children() - before) == 1  # the stopped child restarts for its next video
+    finally:
+        pool.close()
+    assert children() == before
+
+
 def box(kind: bytes, payload: bytes = b"", large: bool = False) -> bytes:
     if large:  # size 1: the real size follows as 64 bits
         return struct.pack(">I4sQ", 1, kind, 16 + len(payload)) + payload

@@ -146,6 +146,13 @@ def test_a_hanging_decoder_is_stopped_at_the_time_limit(bad_inputs, monkeypatch)
     assert children() == before
 
 
+def hang_then_queue(pool: DecoderPool, threads: ThreadPoolExecutor, folder: Path):
+    """Two threads' videos for a pool of one decoder: a hang takes it first, a good video waits."""
+    hung = threads.submit(pool.sample, str(folder / "hang.mp4"))
+    time.sleep(0.5)
+    return hung, threads.submit(pool.sample, str(folder / "good_a.mp4"))
+
+
 def test_a_video_queued_behind_a_hang_on_a_shared_decoder_still_gets_its_full_time(
     bad_inputs, monkeypatch
 ):
@@ -156,9 +163,7 @@ def test_a_video_queued_behind_a_hang_on_a_shared_decoder_still_gets_its_full_ti
     pool.start()
     try:
         with ThreadPoolExecutor(max_workers=2) as threads:
-            hung = threads.submit(pool.sample, str(bad_inputs / "hang.mp4"))
-            time.sleep(0.5)  # the hang takes the one decoder first
-            queued = threads.submit(pool.sample, str(bad_inputs / "good_a.mp4"))
+            hung, queued = hang_then_queue(pool, threads, bad_inputs)
             with pytest.raises(VideoError) as caught:
                 hung.result()
             assert caught.value.code == "decode_timeout"
@@ -176,9 +181,7 @@ def test_a_video_waiting_behind_a_hang_starts_a_spare_decoder(bad_inputs, monkey
     pool.start()
     try:
         with ThreadPoolExecutor(max_workers=2) as threads:
-            hung = threads.submit(pool.sample, str(bad_inputs / "hang.mp4"))
-            time.sleep(0.5)  # the hang takes the one decoder first
-            queued = threads.submit(pool.sample, str(bad_inputs / "good_a.mp4"))
+            hung, queued = hang_then_queue(pool, threads, bad_inputs)
             assert queued.result().frames.shape == (3, 8, 96, 96, 3)
             assert not hung.done()  # decoded in a spare, before the hang's time limit
             assert len(children() - before) == 2

@@ -58,6 +58,7 @@ from pipelines.cli import (
 )
 from pipelines.decode import DecodeLimits, ExtractWindows
 from pipelines.inference import ScoreWindows, WindowModelHandler
+from pipelines.isolation import SPARE_AFTER_S
 from pipelines.listing import CountListing, ListVideos, PlanScan
 from pipelines.migrations import migrate
 from pipelines.sharding import parse_shard
@@ -116,8 +117,8 @@ class ScanOptions(PipelineOptions):
             type=int,
             default=1,
             help="decoder processes per worker process, shared by its threads; one keeps up "
-            "with a CPU's model, a GPU needs more. A spare starts when every one has spent 30 s "
-            "on one video (default: %(default)s)",
+            "with a CPU's model, a GPU needs more. A spare starts when every one has spent "
+            f"{SPARE_AFTER_S:g} s on one video (default: %(default)s)",
         )
         parser.add_argument(
             "--write_batch_size",

@@ -188,9 +188,11 @@ def test_a_video_waiting_behind_a_hang_starts_a_spare_decoder(bad_inputs, monkey
             with pytest.raises(VideoError) as caught:
                 hung.result()
             assert caught.value.code == "decode_timeout"
-        again = pool.sample(str(bad_inputs / "good_b.mp4"))  # the spare stayed in the pool
+        (spare,) = children() - before  # the hung child was stopped
+        again = pool.sample(str(bad_inputs / "good_b.mp4"))
         assert again.frames.shape[1:] == (8, 96, 96, 3)
         assert len(children() - before) == 1  # the stopped child restarts for its next video
+        assert children() - before == {spare}  # the spare stayed in the pool and decoded it
     finally:
         pool.close()
     assert children() == before

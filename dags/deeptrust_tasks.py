@@ -60,7 +60,7 @@ DEFAULT_ARGS: dict[str, Any] = {
 @contextmanager
 def failing_fast() -> Iterator[None]:
     """Turn a settings error into a failure that skips the retries: retrying cannot fix it."""
-    from pipelines.orchestration import SettingsError
+    from pipelines.orchestration.plans import SettingsError
 
     try:
         yield
@@ -70,7 +70,7 @@ def failing_fast() -> Iterator[None]:
 
 def read_settings(overrides: Mapping[str, Any]) -> dict[str, Any]:
     """The scan settings: a run's params over the Variable over defaults."""
-    from pipelines.orchestration import SETTINGS_VARIABLE, scan_settings
+    from pipelines.orchestration.plans import SETTINGS_VARIABLE, scan_settings
 
     variable = Variable.get(SETTINGS_VARIABLE, default={}, deserialize_json=True)
     with failing_fast():
@@ -79,7 +79,7 @@ def read_settings(overrides: Mapping[str, Any]) -> dict[str, Any]:
 
 def plan_nightly(context: Context) -> dict[str, Any]:
     """The nightly run's partition, rendered for its logical date, and how to scan it."""
-    from pipelines.orchestration import nightly_plan
+    from pipelines.orchestration.plans import nightly_plan
 
     params = context["params"]
     settings = read_settings({"input": params["input"], "model": params["model"]})
@@ -90,7 +90,7 @@ def plan_nightly(context: Context) -> dict[str, Any]:
 
 def plan_backfill(context: Context) -> list[dict[str, Any]]:
     """One scan per non-empty shard of the objects under the run's prefix."""
-    from pipelines.orchestration import as_prefix, backfill_plan
+    from pipelines.orchestration.plans import as_prefix, backfill_plan
 
     params = context["params"]
     settings = read_settings({"model": params["model"]})
@@ -150,7 +150,7 @@ class ScanPipelineOperator(BeamRunPythonPipelineOperator, _WithoutDataflow):
         self.db_conn_id = db_conn_id
 
     def execute(self, context: Context) -> None:
-        from pipelines.orchestration import database_url, environment, s3_environment
+        from pipelines.orchestration.plans import database_url, environment, s3_environment
 
         with failing_fast():
             db_url, env = database_url(Connection.get(self.db_conn_id).to_dict())
@@ -179,7 +179,7 @@ class UploadsSensor(S3KeySensor):
     """S3KeySensor whose deferred wait polls with boto3 (see ``S3KeyPollTrigger``)."""
 
     def _defer(self) -> None:
-        from pipelines.s3_wait import S3KeyPollTrigger
+        from pipelines.orchestration.s3_wait import S3KeyPollTrigger
 
         self.defer(
             timeout=timedelta(seconds=self.timeout),

@@ -104,6 +104,12 @@ def read_manifest(root: Path) -> dict[str, Any]:
     return manifest
 
 
+def read_bundle_manifest(uri: str) -> dict[str, Any]:
+    """Verify a bundle's manifest and files, locally or on S3, without building the model."""
+    with tempfile.TemporaryDirectory(prefix="deeptrust-bundle-") as tmp:
+        return read_manifest(fetch_tree(uri, tmp))
+
+
 def detector_config(manifest: dict[str, Any]) -> DetectorConfig:
     data = {k: manifest[k] for k in ("sampling", "face", "backbone", "head", "decision")}
     data["backbone"] = {k: v for k, v in data["backbone"].items() if k not in _WEIGHT_KEYS}

@@ -7,27 +7,20 @@ last stdout line is one JSON object, so scripts can read it with ``tail -n 1``.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from collections.abc import Sequence
-from typing import Any
 
 from model.errors import BundleError
-
-EXIT_OK = 0
-EXIT_FAILED = 1
-EXIT_USAGE = 2
-# The moderation database of commands run without --db: a SQLite file in the working directory.
-DEFAULT_DB_URL = "sqlite:///deeptrust.db"
-
-
-def progress(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
-
-
-def emit(result: dict[str, Any]) -> None:
-    print(json.dumps(result, sort_keys=True, default=str), flush=True)
+from pipelines.console import (
+    DEFAULT_DB_URL,
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_USAGE,
+    add_precision_option,
+    emit,
+    progress,
+)
 
 
 def _quiet_tensorflow() -> None:
@@ -152,7 +145,7 @@ def cmd_score(args: argparse.Namespace) -> int:
 
 def cmd_scan(args: argparse.Namespace) -> int:
     _quiet_tensorflow()
-    from pipelines.scan import main as scan_main
+    from pipelines.scan.run import main as scan_main
 
     return scan_main(args.options)
 
@@ -160,7 +153,7 @@ def cmd_scan(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     _quiet_tensorflow()
     from pipelines.demo import run_demo
-    from pipelines.scan import ScanFailed
+    from pipelines.scan.run import ScanFailed
 
     try:
         summary = run_demo(args.out, videos=args.videos, seed=args.seed, progress=progress)
@@ -174,7 +167,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def cmd_bench(args: argparse.Namespace) -> int:
     _quiet_tensorflow()
-    from pipelines.bench import BenchSettings, format_report, run_bench
+    from pipelines.bench.throughput import BenchSettings, format_report, run_bench
 
     settings = BenchSettings(
         videos=args.videos,
@@ -200,11 +193,10 @@ def cmd_report(args: argparse.Namespace) -> int:
     _quiet_tensorflow()
     from sqlalchemy.exc import SQLAlchemyError
 
-    from model.bundle import detector_config
+    from model.bundle import detector_config, read_bundle_manifest
     from model.config import FaceCropConfig
-    from pipelines.report import write_report
-    from pipelines.scan import read_bundle_manifest
-    from pipelines.store import connect
+    from pipelines.moderation.report import write_report
+    from pipelines.store.database import connect
 
     face = FaceCropConfig()
     if args.model:
@@ -224,7 +216,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 def cmd_review(args: argparse.Namespace) -> int:
     from sqlalchemy.exc import SQLAlchemyError
 
-    from pipelines.review import Review, open_database, record_review
+    from pipelines.moderation.review import Review, open_database, record_review
 
     reviewer = args.reviewer or os.environ.get("USER")
     if not reviewer:
@@ -241,19 +233,6 @@ def cmd_review(args: argparse.Namespace) -> int:
         return EXIT_FAILED
     emit({**vars(review), "rows": rows})
     return EXIT_OK
-
-
-def add_precision_option(parser: argparse.ArgumentParser, default: str) -> None:
-    from model.runtime import AUTO, PRECISIONS
-
-    parser.add_argument(
-        "--precision",
-        choices=(AUTO, *PRECISIONS),
-        default=default,
-        help="how the backbone computes (a runtime choice; the bundle is unchanged): "
-        "mixed_bfloat16 on CPUs with AVX512_BF16/AMX, mixed_float16 on GPUs, auto picks "
-        "(default: %(default)s)",
-    )
 
 
 def add_detector_options(parser: argparse.ArgumentParser) -> None:

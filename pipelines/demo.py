@@ -17,7 +17,8 @@ from model.backbone import RANDOM
 from model.config import BackboneConfig, DetectorConfig, FaceCropConfig, SamplingConfig
 from model.synth import write_corpus
 from model.train import TrainOptions, train
-from pipelines import scan, store
+from pipelines.scan.run import run as run_scan
+from pipelines.store import database
 
 # Smaller than production (224 px, 20 frames) so the demo trains and scans in minutes on a CPU.
 DEMO_CONFIG = DetectorConfig(
@@ -62,10 +63,10 @@ def run_demo(
         progress=progress,
     )
     progress(f"demo: scanning {corpus} into {db_url}")
-    summary = scan.run(["--input", str(corpus), "--model", str(bundle), "--db", db_url])
-    engine = store.connect(db_url)
+    summary = run_scan(["--input", str(corpus), "--model", str(bundle), "--db", db_url])
+    engine = database.connect(db_url)
     try:
-        rows = store.flagged_results(engine, summary["run_id"])
+        rows = database.flagged_results(engine, summary["run_id"])
     finally:
         engine.dispose()
     print(f"flagged videos (backbone: {summary['backbone_weights']}):")

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from pipelines import store
-from pipelines.migrations import migrate
+from pipelines.store import database
+from pipelines.store.migrations import migrate
 
 
 def verdict(score: float, flagged: bool, segments: list[dict] | None = None) -> dict:
@@ -34,14 +34,14 @@ def finished_run(
     ``seen`` defaults to the rows written; any more listed videos count as skipped.
     """
     seen = len(rows) if seen is None else seen
-    engine = store.connect(db_url)
+    engine = database.connect(db_url)
     try:
         migrate(engine)
-        tables = store.Tables.reflect(engine)
-        store.start_run(engine, tables, run_id, "/videos", version, "FnApiRunner")
+        tables = database.Tables.reflect(engine)
+        database.start_run(engine, tables, run_id, "/videos", version, "FnApiRunner")
         with engine.begin() as conn:
-            store.upsert_results(conn, tables.results, rows, run_id)
-            store.record_listing(conn, tables.runs, run_id, seen, seen - len(rows))
-        return store.finish_run(engine, tables, run_id, failed=failed)
+            database.upsert_results(conn, tables.results, rows, run_id)
+            database.record_listing(conn, tables.runs, run_id, seen, seen - len(rows))
+        return database.finish_run(engine, tables, run_id, failed=failed)
     finally:
         engine.dispose()

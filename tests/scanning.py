@@ -9,8 +9,8 @@ from pathlib import Path
 from sqlalchemy import select
 
 from model.bundle import MANIFEST, content_version
-from pipelines import store
-from pipelines.scan import run
+from pipelines.scan.run import run
+from pipelines.store import database
 
 
 def scan(input_uri, bundle, db_url, *extra: str) -> dict:
@@ -18,10 +18,10 @@ def scan(input_uri, bundle, db_url, *extra: str) -> dict:
 
 
 def every_row(db_url: str, name: str) -> list[dict]:
-    """Every row of one of ``store.Tables``: ``results`` or ``runs``."""
-    engine = store.connect(db_url)
+    """Every row of one of ``database.Tables``: ``results`` or ``runs``."""
+    engine = database.connect(db_url)
     try:
-        chosen = getattr(store.Tables.reflect(engine), name)
+        chosen = getattr(database.Tables.reflect(engine), name)
         with engine.connect() as conn:
             return [dict(r._mapping) for r in conn.execute(select(chosen))]
     finally:
@@ -39,9 +39,9 @@ def scan_runs(db_url: str) -> list[dict]:
 
 
 def scan_run(db_url: str, run_id: str) -> dict:
-    engine = store.connect(db_url)
+    engine = database.connect(db_url)
     try:
-        runs = store.Tables.reflect(engine).runs
+        runs = database.Tables.reflect(engine).runs
         with engine.connect() as conn:
             return dict(conn.execute(select(runs).where(runs.c.run_id == run_id)).one()._mapping)
     finally:

@@ -18,9 +18,9 @@ import pytest
 from model.bundle import detector_config, load_bundle, read_manifest
 from model.frames import plan_windows
 from model.runtime import PRECISIONS
-from pipelines.bench import Workspace, format_report, list_videos, loop_clip, scan_shape
-from pipelines.bench_options import ONEDNN_ENV, chunk_rows, onednn_rows, precision_rows
-from pipelines.prototype import PROTOTYPE_STEP, first_frames
+from pipelines.bench.options import ONEDNN_ENV, chunk_rows, onednn_rows, precision_rows
+from pipelines.bench.prototype import PROTOTYPE_STEP, first_frames
+from pipelines.bench.throughput import Workspace, format_report, list_videos, loop_clip, scan_shape
 
 CONTRACT = (
     "decode_fps",

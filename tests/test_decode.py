@@ -19,9 +19,9 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from media import make_clip
 
 from model.config import DetectorConfig, FaceCropConfig
-from pipelines.decode import AssignDecodeGroups, DecodeVideos, local_copy
-from pipelines.isolation import DecoderProcess
-from pipelines.listing import VideoRef
+from pipelines.scan.decode import AssignDecodeGroups, DecodeVideos, local_copy
+from pipelines.scan.isolation import DecoderProcess
+from pipelines.scan.listing import VideoRef
 
 
 @pytest.mark.parametrize(("videos", "groups"), [(16, 2), (11, 4), (3, 8), (40, 16)])

@@ -34,10 +34,11 @@ from moto.core.authorization import enable_iam_authentication
 from scanning import assert_summary_matches_table, scan, scan_run, table
 from sqlalchemy import text
 
-from pipelines import cli, store
-from pipelines.decode import DecodeVideos
-from pipelines.listing import DescribeVideos
-from pipelines.migrations import migrate
+from pipelines import cli
+from pipelines.scan.decode import DecodeVideos
+from pipelines.scan.listing import DescribeVideos
+from pipelines.store import database
+from pipelines.store.migrations import migrate
 
 FAST_RETRIES = ["--db_retry_backoff_s", "0.01"]
 RETRY_LOG = "database unavailable"
@@ -72,7 +73,7 @@ def fault_on_writes(db_url: str, table_name: str, when: str, action: str = DROP)
     condition ``when`` holds. In ``when``, ``n`` counts the writes from 1. Inserts into
     moderation_results count once per statement; updates of scan_runs count per row, and
     ``when`` can read the row as ``NEW``."""
-    engine = store.connect(db_url)
+    engine = database.connect(db_url)
     try:
         migrate(engine)
         with engine.begin() as conn:
@@ -100,7 +101,7 @@ def fault_on_writes(db_url: str, table_name: str, when: str, action: str = DROP)
 
 def end_faults(db_url: str) -> None:
     """Remove the fault triggers and end any backend still holding a write."""
-    engine = store.connect(db_url)
+    engine = database.connect(db_url)
     try:
         # First: a held write keeps its lock on the table, which DROP TRIGGER waits for.
         with engine.begin() as conn:
@@ -147,7 +148,7 @@ def test_a_connection_dropped_mid_run_is_retried_without_losing_a_row(
 ):
     # The first write succeeds; PostgreSQL then ends the connection of the next two.
     fault_on_writes(pg_url, "moderation_results", "n BETWEEN 2 AND 3")
-    caplog.set_level(logging.WARNING, logger="pipelines.store")
+    caplog.set_level(logging.WARNING, logger="pipelines.store.database")
 
     summary = scan(corpus, bundle, pg_url, "--write_batch_size", "1", *FAST_RETRIES)
 
@@ -184,7 +185,7 @@ def test_a_database_gone_for_good_fails_the_run_and_the_next_run_finishes_it(
 
 
 def has_results_table(db_url: str) -> bool:
-    engine = store.connect(db_url)
+    engine = database.connect(db_url)
     try:
         with engine.connect() as conn:
             return conn.execute(text("SELECT to_regclass('moderation_results')")).scalar()

@@ -33,7 +33,7 @@ from model.container import image_format, mp4_problem
 from model.errors import VideoError
 from model.frames import plan_windows
 from pipelines import cli
-from pipelines.isolation import FAULTS_ENV, DecoderPool, DecoderProcess
+from pipelines.scan.isolation import FAULTS_ENV, DecoderPool, DecoderProcess
 
 
 @pytest.fixture(scope="module")

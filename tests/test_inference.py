@@ -12,9 +12,9 @@ from model.bundle import read_manifest
 from model.config import DecisionConfig
 from model.errors import BundleError
 from model.video import VideoInfo
-from pipelines.decode import DecodedVideo, VideoClip
-from pipelines.inference import WindowModelHandler, video_row
-from pipelines.listing import VideoRef
+from pipelines.scan.decode import DecodedVideo, VideoClip
+from pipelines.scan.inference import WindowModelHandler, video_row
+from pipelines.scan.listing import VideoRef
 
 
 def make_clip(rng, name: str, windows: int, frames: int, size: int) -> VideoClip:

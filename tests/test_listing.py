@@ -9,8 +9,8 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.testing import test_pipeline
 from apache_beam.testing.util import assert_that, equal_to
 
-from pipelines.listing import ListVideos, VideoRef, input_pattern
-from pipelines.scan import LOCAL_RUNNER
+from pipelines.scan.listing import ListVideos, VideoRef, input_pattern
+from pipelines.scan.options import LOCAL_RUNNER
 
 
 def sha256(data: bytes) -> str:

@@ -4,8 +4,8 @@ themselves are benchmark output (README "Reliability"), never asserted here."""
 
 from __future__ import annotations
 
-from pipelines.listing import is_video
-from pipelines.loadcheck import scan_peak_rss, write_objects
+from pipelines.bench.load import scan_peak_rss, write_objects
+from pipelines.scan.listing import is_video
 
 
 def test_the_objects_are_distinct_videos_in_subfolders_of_100(tmp_path):

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import inspect, text
 
-from pipelines.migrations import MIGRATIONS_DIR, Migration, find_migrations, migrate
-from pipelines.store import connect
+from pipelines.store.database import connect
+from pipelines.store.migrations import MIGRATIONS_DIR, Migration, find_migrations, migrate
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -82,7 +82,9 @@ def test_an_installed_copy_finds_its_migrations(tmp_path):
     subprocess.run(build, check=True, capture_output=True, cwd=source, timeout=300)
     install = [*pip, "install", "--no-deps", "--target", str(site), *map(str, wheels.glob("*.whl"))]
     subprocess.run(install, check=True, capture_output=True, timeout=300)
-    listing = "from pipelines.migrations import find_migrations as f; print(*(m.path for m in f()))"
+    listing = (
+        "from pipelines.store.migrations import find_migrations as f; print(*(m.path for m in f()))"
+    )
     found = subprocess.run(
         [sys.executable, "-c", listing],
         env={**os.environ, "PYTHONPATH": str(site)},

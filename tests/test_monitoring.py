@@ -14,7 +14,7 @@ import yaml
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from pipelines.metrics import RunMetrics, run_registry
+from pipelines.scan.metrics import RunMetrics, run_registry
 
 INFRA = Path(__file__).resolve().parent.parent / "infra"
 PROMETHEUS = INFRA / "prometheus"

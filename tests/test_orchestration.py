@@ -8,7 +8,7 @@ import jinja2
 import pytest
 from sqlalchemy import create_engine, make_url, text
 
-from pipelines.orchestration import (
+from pipelines.orchestration.plans import (
     SettingsError,
     backfill_plan,
     database_url,
@@ -17,7 +17,7 @@ from pipelines.orchestration import (
     s3_environment,
     scan_settings,
 )
-from pipelines.sharding import parse_shard, shard_of
+from pipelines.scan.sharding import parse_shard, shard_of
 
 PYTHON = "/opt/worker/bin/python"
 

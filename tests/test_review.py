@@ -7,16 +7,17 @@ import json
 import pytest
 from sqlalchemy import select
 
-from pipelines import cli, store
-from pipelines.migrations import migrate
-from pipelines.review import Review, open_database, record_review
+from pipelines import cli
+from pipelines.moderation.review import Review, open_database, record_review
+from pipelines.store import database
+from pipelines.store.migrations import migrate
 from tests.rows import finished_run, verdict
 
 
 def statuses(db_url: str) -> dict[tuple[str, str, str], str | None]:
-    engine = store.connect(db_url)
+    engine = database.connect(db_url)
     try:
-        results = store.Tables.reflect(engine).results
+        results = database.Tables.reflect(engine).results
         with engine.connect() as conn:
             rows = conn.execute(select(results)).mappings().all()
     finally:
@@ -49,16 +50,16 @@ def db_url(request, tmp_path):
         else request.getfixturevalue("pg_url")
     )
     a, b = "s3://uploads/a.mp4", "s3://uploads/b.mp4"
-    finished_run(url, "run-1", "m1", [store.scored_row(a, "c1", "m1", verdict(0.9, True))])
+    finished_run(url, "run-1", "m1", [database.scored_row(a, "c1", "m1", verdict(0.9, True))])
     finished_run(
         url,
         "run-2",
         "m1",
         [
-            store.scored_row(a, "c2", "m1", verdict(0.8, True)),
-            store.scored_row(a, "c2", "m2", verdict(0.7, True)),
-            store.scored_row(a, "c2", "m3", verdict(0.3, False)),
-            store.scored_row(b, "c1", "m1", verdict(0.1, False)),
+            database.scored_row(a, "c2", "m1", verdict(0.8, True)),
+            database.scored_row(a, "c2", "m2", verdict(0.7, True)),
+            database.scored_row(a, "c2", "m3", verdict(0.3, False)),
+            database.scored_row(b, "c1", "m1", verdict(0.1, False)),
         ],
     )
     return url
@@ -131,7 +132,7 @@ def test_a_review_needs_a_reviewer_and_one_decision(db_url, capsys, monkeypatch)
 def test_a_database_without_scans_is_refused(tmp_path):
     with pytest.raises(ValueError, match="no moderation table"):
         open_database(f"sqlite:///{tmp_path / 'empty.db'}")
-    engine = store.connect(f"sqlite:///{tmp_path / 'scan.db'}")
+    engine = database.connect(f"sqlite:///{tmp_path / 'scan.db'}")
     migrate(engine)
     with pytest.raises(ValueError, match="decision must be one of"):
         record_review(engine, Review("s3://uploads/a.mp4", "approved", "alice", None))

@@ -22,7 +22,7 @@ from model.runtime import (
     resolve_precision,
 )
 from model.video import WindowSampler
-from pipelines.inference import WindowModelHandler
+from pipelines.scan.inference import WindowModelHandler
 
 GIB = 2**30
 

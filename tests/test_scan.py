@@ -18,8 +18,9 @@ from scanning import assert_summary_matches_table, new_version, scan, table
 from sqlalchemy.exc import SQLAlchemyError
 
 from pipelines import cli
-from pipelines.isolation import FAULTS_ENV
-from pipelines.scan import LOCAL_RUNNER, Stopped, resolve_runner, stop_on_signals
+from pipelines.scan.isolation import FAULTS_ENV
+from pipelines.scan.options import LOCAL_RUNNER, resolve_runner
+from pipelines.scan.run import Stopped, stop_on_signals
 
 
 @pytest.mark.slow

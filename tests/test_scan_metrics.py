@@ -15,10 +15,12 @@ from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.options.pipeline_options import PipelineOptions
 from prometheus_client.parser import text_string_to_metric_families
 
-from model.bundle import detector_config
-from pipelines import metrics, store
-from pipelines.migrations import migrate
-from pipelines.scan import ScanOptions, ScanVideos, read_bundle_manifest
+from model.bundle import detector_config, read_bundle_manifest
+from pipelines.scan import metrics
+from pipelines.scan.graph import ScanVideos
+from pipelines.scan.options import ScanOptions
+from pipelines.store import database
+from pipelines.store.migrations import migrate
 from tests.rows import finished_run, verdict
 from tests.scanning import scan, scan_run, table
 
@@ -97,7 +99,7 @@ def value(samples: dict, name: str, **labels: str) -> float:
 
 
 def publish(db_url: str, run_id: str, gateway: str | None) -> str:
-    engine = store.connect(db_url)
+    engine = database.connect(db_url)
     try:
         return metrics.publish_run(engine, run_id, gateway)
     finally:
@@ -106,11 +108,11 @@ def publish(db_url: str, run_id: str, gateway: str | None) -> str:
 
 def run_rows(version: str) -> list[dict]:
     return [
-        store.scored_row("/videos/a.mp4", "sha256:a", version, verdict(0.9, True)),
-        store.scored_row("/videos/b.mp4", "sha256:b", version, verdict(0.2, False)),
-        store.scored_row("/videos/c.mp4", "sha256:c", version, verdict(0.1, False)),
-        store.error_row("/videos/d.mp4", "sha256:d", version, "unreadable", "not a video"),
-        store.error_row("/videos/e.mp4", "sha256:e", version, "empty_file", "zero bytes"),
+        database.scored_row("/videos/a.mp4", "sha256:a", version, verdict(0.9, True)),
+        database.scored_row("/videos/b.mp4", "sha256:b", version, verdict(0.2, False)),
+        database.scored_row("/videos/c.mp4", "sha256:c", version, verdict(0.1, False)),
+        database.error_row("/videos/d.mp4", "sha256:d", version, "unreadable", "not a video"),
+        database.error_row("/videos/e.mp4", "sha256:e", version, "empty_file", "zero bytes"),
     ]
 
 
@@ -231,9 +233,11 @@ def test_beam_metrics_count_the_scan_as_it_runs(corpus, bundle, tmp_path):
     )
     manifest = read_bundle_manifest(str(bundle))
     version = manifest["model_version"]
-    engine = store.connect(db_url)
+    engine = database.connect(db_url)
     migrate(engine)
-    store.start_run(engine, store.Tables.reflect(engine), "run-1", str(videos), version, "local")
+    database.start_run(
+        engine, database.Tables.reflect(engine), "run-1", str(videos), version, "local"
+    )
     engine.dispose()
     pipeline = beam.Pipeline(options=options)
     _ = pipeline | ScanVideos(

@@ -7,9 +7,10 @@ import pytest
 from apache_beam.testing import test_pipeline
 from apache_beam.testing.util import assert_that, equal_to
 
-from pipelines.listing import ListVideos
-from pipelines.scan import LOCAL_RUNNER, run
-from pipelines.sharding import parse_shard, shard_of
+from pipelines.scan.listing import ListVideos
+from pipelines.scan.options import LOCAL_RUNNER
+from pipelines.scan.run import run
+from pipelines.scan.sharding import parse_shard, shard_of
 
 
 @pytest.mark.parametrize(

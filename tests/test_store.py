@@ -7,8 +7,8 @@ import json
 import pytest
 from sqlalchemy import func, select
 
-from pipelines import store
-from pipelines.migrations import migrate
+from pipelines.store import database
+from pipelines.store.migrations import migrate
 
 VERDICT = {
     "score": 0.91,
@@ -30,9 +30,9 @@ def db(request, tmp_path):
         if request.param == "sqlite"
         else request.getfixturevalue("pg_url")
     )
-    engine = store.connect(url)
+    engine = database.connect(url)
     migrate(engine)
-    yield engine, store.Tables.reflect(engine)
+    yield engine, database.Tables.reflect(engine)
     engine.dispose()
 
 
@@ -43,12 +43,12 @@ def rows(engine, tables):
 
 def upsert(engine, tables, batch, run_id):
     with engine.begin() as conn:
-        store.upsert_results(conn, tables.results, batch, run_id)
+        database.upsert_results(conn, tables.results, batch, run_id)
 
 
 def test_writing_the_same_rows_twice_keeps_one_row_per_key(db):
     engine, tables = db
-    row = store.scored_row("s3://b/v.mp4", "etag:1:size:9", "m1", VERDICT)
+    row = database.scored_row("s3://b/v.mp4", "etag:1:size:9", "m1", VERDICT)
     upsert(engine, tables, [row], "run-1")
     upsert(engine, tables, [row], "run-2")
     (stored,) = rows(engine, tables)
@@ -64,9 +64,9 @@ def test_a_new_content_or_model_version_is_a_new_row(db):
         engine,
         tables,
         [
-            store.scored_row("v", "c1", "m1", VERDICT),
-            store.scored_row("v", "c2", "m1", VERDICT),
-            store.scored_row("v", "c1", "m2", VERDICT),
+            database.scored_row("v", "c1", "m1", VERDICT),
+            database.scored_row("v", "c2", "m1", VERDICT),
+            database.scored_row("v", "c1", "m2", VERDICT),
         ],
         "run-1",
     )
@@ -75,7 +75,7 @@ def test_a_new_content_or_model_version_is_a_new_row(db):
 
 def test_a_moderators_decision_survives_a_rescan(db):
     engine, tables = db
-    row = store.scored_row("v", "c", "m", VERDICT)
+    row = database.scored_row("v", "c", "m", VERDICT)
     upsert(engine, tables, [row], "run-1")
     with engine.begin() as conn:
         conn.execute(tables.results.update().values(review_status="confirmed"))
@@ -85,12 +85,12 @@ def test_a_moderators_decision_survives_a_rescan(db):
 
 def test_error_rows_do_not_count_as_scored_and_are_replaced_by_a_retry(db):
     engine, tables = db
-    upsert(engine, tables, [store.error_row("v", "c", "m", "unreadable", "bad header")], "run-1")
+    upsert(engine, tables, [database.error_row("v", "c", "m", "unreadable", "bad header")], "run-1")
     with engine.connect() as conn:
-        assert not store.is_scored(conn, tables.results, "v", "c", "m")
-    upsert(engine, tables, [store.scored_row("v", "c", "m", VERDICT)], "run-2")
+        assert not database.is_scored(conn, tables.results, "v", "c", "m")
+    upsert(engine, tables, [database.scored_row("v", "c", "m", VERDICT)], "run-2")
     with engine.connect() as conn:
-        assert store.is_scored(conn, tables.results, "v", "c", "m")
+        assert database.is_scored(conn, tables.results, "v", "c", "m")
         assert conn.execute(select(func.count()).select_from(tables.results)).scalar() == 1
     (stored,) = rows(engine, tables)
     assert stored["status"] == "scored"
@@ -99,19 +99,19 @@ def test_error_rows_do_not_count_as_scored_and_are_replaced_by_a_retry(db):
 
 def test_finish_run_counts_rows_and_flags_a_run_that_lost_videos(db):
     engine, tables = db
-    store.start_run(engine, tables, "run-1", "/videos", "m", "FnApiRunner")
+    database.start_run(engine, tables, "run-1", "/videos", "m", "FnApiRunner")
     with engine.begin() as conn:
-        store.record_listing(conn, tables.runs, "run-1", seen=4, skipped=1)
+        database.record_listing(conn, tables.runs, "run-1", seen=4, skipped=1)
     upsert(
         engine,
         tables,
         [
-            store.scored_row("a", "c", "m", VERDICT),
-            store.scored_row("b", "c", "m", {**VERDICT, "score": 0.1, "flagged": False}),
+            database.scored_row("a", "c", "m", VERDICT),
+            database.scored_row("b", "c", "m", {**VERDICT, "score": 0.1, "flagged": False}),
         ],
         "run-1",
     )
-    run = store.finish_run(engine, tables, "run-1")
+    run = database.finish_run(engine, tables, "run-1")
     assert (run["videos_seen"], run["skipped"], run["scored"], run["flagged"], run["errors"]) == (
         4,
         1,
@@ -120,5 +120,5 @@ def test_finish_run_counts_rows_and_flags_a_run_that_lost_videos(db):
         0,
     )
     assert run["status"] == "incomplete"  # 4 listed, 1 skipped, only 2 rows
-    upsert(engine, tables, [store.error_row("c", "c", "m", "no_frames", "empty")], "run-1")
-    assert store.finish_run(engine, tables, "run-1")["status"] == "succeeded"
+    upsert(engine, tables, [database.error_row("c", "c", "m", "no_frames", "empty")], "run-1")
+    assert database.finish_run(engine, tables, "run-1")["status"] == "succeeded"

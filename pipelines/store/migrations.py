@@ -14,7 +14,7 @@ from pathlib import Path
 
 from sqlalchemy import Engine, text
 
-MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "infra" / "migrations"
+MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "infra" / "migrations"
 _FILE_NAME = re.compile(r"(\d{4})_([a-z0-9_]+)\.sql")
 
 

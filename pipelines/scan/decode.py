@@ -7,7 +7,7 @@ in parallel, only light references are shuffled (never decoded frames), and ever
 emitted from ``process``: Beam 2.77's Dask runner drops whatever a DoFn emits in
 ``finish_bundle``, which is where ``BatchElements`` emits its last batch.
 
-Each video is decoded in a child process (``pipelines.isolation``) under a time limit, after a
+Each video is decoded in a child process (``pipelines.scan.isolation``) under a time limit, after a
 size check on the listing's metadata, so a hostile upload costs one error row and nothing more.
 A worker process's threads share ``decoders`` such children.
 """
@@ -38,9 +38,10 @@ from model.config import DetectorConfig
 from model.errors import VideoError
 from model.storage import is_s3, prefer_standard_retries
 from model.video import VideoInfo
-from pipelines import metrics, store
-from pipelines.isolation import shared_pool
-from pipelines.listing import VideoRef
+from pipelines.scan import metrics
+from pipelines.scan.isolation import shared_pool
+from pipelines.scan.listing import VideoRef
+from pipelines.store import database
 
 _LOG = logging.getLogger(__name__)
 _SAFE_SUFFIX = re.compile(r"\.[A-Za-z0-9]{1,8}")
@@ -255,7 +256,7 @@ class DecodeVideos(beam.DoFn):
 
     def _error(self, ref: VideoRef, code: str, detail: str) -> dict[str, Any]:
         _LOG.warning("%s: %s: %s", ref.uri, code, detail)
-        return store.error_row(ref.uri, ref.content_version, self._model_version, code, detail)
+        return database.error_row(ref.uri, ref.content_version, self._model_version, code, detail)
 
 
 class ExtractWindows(beam.PTransform):

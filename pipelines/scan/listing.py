@@ -25,8 +25,8 @@ from apache_beam.io.filesystem import BeamIOError, CompressionTypes, FileMetadat
 from apache_beam.io.filesystems import FileSystems
 
 from model.storage import is_s3, prefer_standard_retries
-from pipelines import store
-from pipelines.sharding import shard_of
+from pipelines.scan.sharding import shard_of
+from pipelines.store import database
 
 _GLOB_CHARS = "*?["
 _READ_BLOCK = 1 << 20
@@ -103,7 +103,7 @@ class ListVideos(beam.PTransform):
     """PBegin -> VideoRef for every video file under ``uri``, or for those in one shard.
 
     ``shard`` is ``(index, count)``: only objects whose URI hashes to ``index`` of ``count``
-    shards are listed (see ``pipelines.sharding``), so parallel scans split an archive.
+    shards are listed (see ``pipelines.scan.sharding``), so parallel scans split an archive.
     """
 
     def __init__(
@@ -145,7 +145,7 @@ class PlanScan(beam.DoFn):
     """
 
     def __init__(
-        self, db_url: str, model_version: str, rescan: bool, retry: store.Retry = store.ONCE
+        self, db_url: str, model_version: str, rescan: bool, retry: database.Retry = database.ONCE
     ) -> None:
         self._db_url = db_url
         self._model_version = model_version
@@ -154,15 +154,15 @@ class PlanScan(beam.DoFn):
         self._skipped = beam.metrics.Metrics.counter("deeptrust", "videos_skipped")
 
     def setup(self) -> None:
-        self._engine = store.connect(self._db_url)
-        self._table = store.Tables.reflect(self._engine).results
+        self._engine = database.connect(self._db_url)
+        self._table = database.Tables.reflect(self._engine).results
 
     def process(self, ref: VideoRef) -> Iterator[Planned]:
         skip = False
         if not self._rescan:
-            skip = store.transaction(
+            skip = database.transaction(
                 self._engine,
-                lambda conn: store.is_scored(
+                lambda conn: database.is_scored(
                     conn, self._table, ref.uri, ref.content_version, self._model_version
                 ),
                 self._retry,

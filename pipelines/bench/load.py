@@ -1,7 +1,7 @@
 """Load check: the scan's peak memory against the number of objects, and decoding's against a
 video's length and resolution, measured side by side in one run::
 
-    python -m pipelines.loadcheck --model BUNDLE [--objects 2000] [--baseline-objects 200] \\
+    python -m pipelines.bench.load --model BUNDLE [--objects 2000] [--baseline-objects 200] \\
         [--work DIR] [--json]
 
 Every case runs in a fresh process, so each peak resident set (``ru_maxrss``) is that case's
@@ -28,7 +28,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from pipelines.cli import emit, progress
+from pipelines.console import emit, progress
 
 _FOURCC = "mp4v"
 _OVERHEAD_VIDEOS = 20
@@ -73,7 +73,7 @@ def write_objects(folder: Path, count: int) -> Path:
 
 def _run_child(args: Sequence[str]) -> dict[str, Any]:
     done = subprocess.run(
-        [sys.executable, "-m", "pipelines.loadcheck", "--child", *args],
+        [sys.executable, "-m", "pipelines.bench.load", "--child", *args],
         capture_output=True,
         text=True,
         check=False,
@@ -113,7 +113,7 @@ def _child_decode(video: str, model: str) -> dict[str, Any]:
 
 
 def _child_scan(folder: str, model: str, db_url: str) -> dict[str, Any]:
-    from pipelines.scan import run
+    from pipelines.scan.run import run
 
     start = time.perf_counter()
     summary = run(["--input", folder, "--model", model, "--db", db_url])
@@ -133,7 +133,7 @@ def isolation_overhead(video: str, model: str, videos: int = _OVERHEAD_VIDEOS) -
     """Milliseconds per video decoded here against in the decoder child (its start excluded)."""
     from model.bundle import detector_config, read_manifest
     from model.video import WindowSampler
-    from pipelines.isolation import DecoderProcess
+    from pipelines.scan.isolation import DecoderProcess
 
     config = detector_config(read_manifest(Path(model)))
     sampler = WindowSampler(config)
@@ -184,7 +184,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         kind, *args = argv[1:]
         emit(_child_decode(*args) if kind == "decode" else _child_scan(*args))
         return 0
-    parser = argparse.ArgumentParser(prog="python -m pipelines.loadcheck", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m pipelines.bench.load", description=__doc__)
     parser.add_argument("--model", required=True, help="a local model bundle")
     parser.add_argument("--objects", type=int, default=2000)
     parser.add_argument("--baseline-objects", type=int, default=200)

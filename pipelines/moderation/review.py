@@ -4,7 +4,7 @@ A decision is about a video's bytes, not about a model: it applies to every flag
 video's most recently scanned content version, whichever model versions flagged it. Rows of older
 content versions (the object has since been overwritten) keep their own status. Each row decided
 gets a row in ``reviews``, so the history survives later decisions; a re-scan of the same bytes
-by the same model keeps the decision (see ``store.upsert_results``).
+by the same model keeps the decision (see ``database.upsert_results``).
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from typing import Any
 
 from sqlalchemy import Engine, MetaData, func, inspect, select
 
-from pipelines import store
-from pipelines.migrations import migrate
+from pipelines.store import database
+from pipelines.store.migrations import migrate
 
 DECISIONS = ("confirmed", "dismissed")
 
@@ -35,7 +35,7 @@ class Review:
 
 def open_database(url: str) -> Engine:
     """An engine on an existing moderation database, migrated to the current schema."""
-    engine = store.connect(url)
+    engine = database.connect(url)
     if not inspect(engine).has_table("moderation_results"):
         engine.dispose()
         raise ValueError(f"{url} holds no moderation table: is --db the scan's database?")
@@ -73,7 +73,7 @@ def record_review(engine: Engine, review: Review) -> list[dict[str, Any]]:
         ).scalars()
         decided = [{"content_version": latest, "model_version": version} for version in versions]
         conn.execute(results.update().where(*chosen).values(review_status=review.decision))
-        reviewed_at = store.utc_now()
+        reviewed_at = database.utc_now()
         conn.execute(
             reviews.insert(),
             [

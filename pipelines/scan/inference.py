@@ -22,8 +22,9 @@ from model.detector import Detector
 from model.errors import BundleError
 from model.runtime import FLOAT32
 from model.verdict import verdict
-from pipelines import metrics, store
-from pipelines.decode import DecodedVideo, VideoClip
+from pipelines.scan import metrics
+from pipelines.scan.decode import DecodedVideo, VideoClip
+from pipelines.store import database
 
 
 class WindowModelHandler(ModelHandler[VideoClip, PredictionResult, Future[Detector]]):
@@ -111,7 +112,7 @@ def video_row(prediction: PredictionResult, decision: DecisionConfig) -> dict[st
         video.info,
         decision,
     )
-    return store.scored_row(video.ref.uri, video.ref.content_version, prediction.model_id, body)
+    return database.scored_row(video.ref.uri, video.ref.content_version, prediction.model_id, body)
 
 
 class ScoreWindows(beam.PTransform):
@@ -125,7 +126,7 @@ class ScoreWindows(beam.PTransform):
     def expand(self, batches: beam.PCollection[list[VideoClip]]) -> beam.PCollection[dict]:
         return (
             batches
-            # Batches arrive already cut (see pipelines.decode), so RunInference must not re-batch.
+            # Batches arrive already cut (see scan.decode), so RunInference must not re-batch.
             | "Run the detector" >> RunInference(self._handler.with_no_batching())
             | "Verdict per video" >> beam.Map(video_row, self._decision)
         )

@@ -1,7 +1,7 @@
 """Decode videos in a child process, so that a decoder crashing or hanging costs one video.
 
 OpenCV and FFmpeg run native code over untrusted uploads; a hostile file can crash them or make
-them spin. The scan therefore decodes in a child (``python -m pipelines.isolation FD``) that
+them spin. The scan therefore decodes in a child (``python -m pipelines.scan.isolation FD``) that
 loads the face detector once and answers one request per video over a pipe: a local path in, the
 video's stacked windows (``model.video.SampledVideo``) back, once per video. The parent waits at
 most ``timeout_s`` for each answer. A child that dies or overruns is killed, the video becomes an
@@ -104,7 +104,7 @@ class DecoderProcess:
         env.setdefault("MALLOC_TRIM_THRESHOLD_", str(_HEAP_KEEP_BYTES))
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [_PACKAGE_ROOT, env.get("PYTHONPATH")]))
         process = subprocess.Popen(
-            [sys.executable, "-m", "pipelines.isolation", str(theirs.fileno())],
+            [sys.executable, "-m", "pipelines.scan.isolation", str(theirs.fileno())],
             pass_fds=(theirs.fileno(),),
             env=env,
             stdin=subprocess.DEVNULL,

@@ -2,7 +2,7 @@
 
 Rows are buffered and written in batches of idempotent upserts: a flush in ``finish_bundle`` is a
 side effect, not an output, so it runs on the Dask runner too (which drops only outputs there).
-A write that loses its connection is retried with back-off (``store.transaction``); when the
+A write that loses its connection is retried with back-off (``database.transaction``); when the
 database stays away, the step fails and so does the run, and the next scan writes what is left.
 """
 
@@ -13,8 +13,9 @@ from typing import Any
 
 import apache_beam as beam
 
-from pipelines import metrics, store
-from pipelines.listing import ListingTally
+from pipelines.scan import metrics
+from pipelines.scan.listing import ListingTally
+from pipelines.store import database
 
 _LOG = logging.getLogger(__name__)
 
@@ -23,7 +24,7 @@ class UpsertResults(beam.DoFn):
     """Upserts rows in batches of ``batch_size``; records a ListingTally on the run's row."""
 
     def __init__(
-        self, db_url: str, run_id: str, batch_size: int, retry: store.Retry = store.ONCE
+        self, db_url: str, run_id: str, batch_size: int, retry: database.Retry = database.ONCE
     ) -> None:
         self._db_url = db_url
         self._run_id = run_id
@@ -33,8 +34,8 @@ class UpsertResults(beam.DoFn):
         self._outcomes = metrics.OutcomeCounters()
 
     def setup(self) -> None:
-        self._engine = store.connect(self._db_url)
-        self._tables = store.Tables.reflect(self._engine)
+        self._engine = database.connect(self._db_url)
+        self._tables = database.Tables.reflect(self._engine)
         self._written = 0
 
     def start_bundle(self) -> None:
@@ -42,9 +43,9 @@ class UpsertResults(beam.DoFn):
 
     def process(self, element: dict[str, Any] | ListingTally) -> None:
         if isinstance(element, ListingTally):
-            store.transaction(
+            database.transaction(
                 self._engine,
-                lambda conn: store.record_listing(
+                lambda conn: database.record_listing(
                     conn, self._tables.runs, self._run_id, element.seen, element.skipped
                 ),
                 self._retry,
@@ -66,9 +67,9 @@ class UpsertResults(beam.DoFn):
     def _flush(self) -> None:
         if not self._pending:
             return
-        store.transaction(
+        database.transaction(
             self._engine,
-            lambda conn: store.upsert_results(
+            lambda conn: database.upsert_results(
                 conn, self._tables.results, self._pending, self._run_id
             ),
             self._retry,
@@ -87,7 +88,7 @@ class UpsertResults(beam.DoFn):
 class WriteModerationResults(beam.PTransform):
     """Rows and the listing tally -> the database. Emits nothing downstream."""
 
-    def __init__(self, db_url: str, run_id: str, batch_size: int, retry: store.Retry) -> None:
+    def __init__(self, db_url: str, run_id: str, batch_size: int, retry: database.Retry) -> None:
         super().__init__()
         self._db_url = db_url
         self._run_id = run_id

@@ -19,7 +19,7 @@ import tensorflow as tf
 
 from model.bundle import load_bundle
 from model.runtime import FLOAT32, PRECISIONS
-from pipelines.bench import (
+from pipelines.bench.throughput import (
     Rate,
     Workspace,
     in_fresh_process,

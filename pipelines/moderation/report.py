@@ -32,7 +32,7 @@ from model.faces import FaceDetector
 from model.frames import center_box, crop, enlarge_box
 from model.storage import fetch, is_s3
 from model.video import probe
-from pipelines import store
+from pipelines.store import database
 
 STRIP_FRAMES = 6
 THUMBNAIL_PX = 160
@@ -67,7 +67,7 @@ def load_run(engine: Engine, run_id: str | None) -> dict[str, Any]:
     """The ``scan_runs`` row of ``run_id``, or of the latest scan when it is None."""
     if not inspect(engine).has_table("scan_runs"):
         raise ValueError("the database holds no scan_runs table: is --db the scan's database?")
-    runs = store.Tables.reflect(engine).runs
+    runs = database.Tables.reflect(engine).runs
     query = select(runs).order_by(runs.c.started_at.desc(), runs.c.run_id.desc()).limit(1)
     if run_id is not None:
         query = select(runs).where(runs.c.run_id == run_id)
@@ -200,7 +200,7 @@ def write_report(
 ) -> dict[str, Any]:
     """Write ``out/index.html`` and its plots for a run's flagged videos; returns a summary."""
     run = load_run(engine, run_id)
-    rows = store.flagged_results(engine, run["run_id"])
+    rows = database.flagged_results(engine, run["run_id"])
     root = Path(out)
     (root / PLOTS).mkdir(parents=True, exist_ok=True)
     cropper = FaceCropper(face)

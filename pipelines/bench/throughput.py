@@ -7,7 +7,7 @@ counts the frames a verdict rests on: sampled frames fed to the model.
 - ``decode_fps``: decoding and sampling windows (MTCNN face boxes, crops) in one process.
 - ``model_fps``: the detector alone over the decoded windows, in the scan's model-call size and
   from as many threads as the scan has workers: the most the scan could reach.
-- ``prototype_fps``: the research prototype's loop (``pipelines.prototype``), in float32 as it ran.
+- ``prototype_fps``: the research prototype's loop (``bench.prototype``), in float32 as it ran.
   It and the model run half before the scan and half after, so a machine whose speed drifts
   during the run slows all three alike.
 - ``scan_fps``, ``scan_videos_per_min``: ``pipelines.scan.run`` over the corpus into a temporary
@@ -15,7 +15,7 @@ counts the frames a verdict rests on: sampled frames fed to the model.
 - ``peak_rss_short_mb``, ``peak_rss_long_mb``: peak memory of decoding and scoring a short and a
   long video, each in a fresh process.
 
-``--options`` adds ``pipelines.bench_options``: the fast path's options one against another.
+``--options`` adds ``pipelines.bench.options``: the fast path's options one against another.
 """
 
 from __future__ import annotations
@@ -44,9 +44,11 @@ from model.detector import Detector
 from model.runtime import AUTO, FLOAT32
 from model.synth import FOURCC, write_corpus
 from model.video import SampledVideo, WindowSampler
-from pipelines import scan, store
-from pipelines.listing import is_video
-from pipelines.prototype import prototype_score
+from pipelines.bench.prototype import prototype_score
+from pipelines.scan.listing import is_video
+from pipelines.scan.options import ScanOptions
+from pipelines.scan.run import run as run_scan
+from pipelines.store import database
 
 # The fast path on a 2-core CPU worker: two threads sharing the model, one decode group per
 # thread (the local runner hands each thread whole groups, and a thread decodes its next video
@@ -113,7 +115,7 @@ class Workspace:
 
 def list_videos(corpus: str | Path) -> list[str]:
     """The videos under ``corpus`` that a scan with default options would score."""
-    extensions = PipelineOptions([]).view_as(scan.ScanOptions).extensions
+    extensions = PipelineOptions([]).view_as(ScanOptions).extensions
     return [
         str(path)
         for path in sorted(Path(corpus).rglob("*"))
@@ -250,9 +252,9 @@ class PrototypeLoop:
 
 def scan_frames(db_url: str, run_id: str) -> int:
     """Frames the run's verdicts rest on, as the moderation table records them."""
-    engine = store.connect(db_url)
+    engine = database.connect(db_url)
     try:
-        results = store.Tables.reflect(engine).results
+        results = database.Tables.reflect(engine).results
         query = select(func.coalesce(func.sum(results.c.frames_analyzed), 0)).where(
             results.c.run_id == run_id
         )
@@ -271,7 +273,7 @@ def measure_scan(
     db_url = f"sqlite:///{name}"
     where = ["--input", space.corpus, "--model", space.bundle, "--db", db_url]
     start = time.perf_counter()
-    summary = scan.run([*where, "--precision", precision, *scan_args])
+    summary = run_scan([*where, "--precision", precision, *scan_args])
     seconds = time.perf_counter() - start
     if summary["errors"] or summary["scored"] != summary["videos_seen"]:
         raise RuntimeError(f"the bench's scan did not score every video: {summary}")
@@ -338,7 +340,7 @@ def scan_shape(scan_args: Sequence[str]) -> tuple[int, int]:
     """
     options = PipelineOptions(list(scan_args))
     workers = options.view_as(DirectOptions).direct_num_workers
-    return options.view_as(scan.ScanOptions).min_batch_windows, workers or os.cpu_count() or 1
+    return options.view_as(ScanOptions).min_batch_windows, workers or os.cpu_count() or 1
 
 
 def ratio(numerator: float, denominator: float) -> float:
@@ -395,7 +397,7 @@ def run_bench(settings: BenchSettings, progress: Callable[[str], None]) -> dict[
             "load_average_1m": round(os.getloadavg()[0], 2),
         }
         if settings.options:
-            from pipelines.bench_options import measure_options
+            from pipelines.bench.options import measure_options
 
             result["options"] = measure_options(space, frames, mask, batch, scanned, progress)
     return result

@@ -29,7 +29,7 @@ from prometheus_client import CollectorRegistry, push_to_gateway
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 from sqlalchemy import Engine, func, select
 
-from pipelines import store
+from pipelines.store import database
 
 NAMESPACE = "deeptrust"
 JOB = "deeptrust_scan"
@@ -106,7 +106,7 @@ class RunMetrics:
 
 def read_run_metrics(engine: Engine, run_id: str) -> RunMetrics:
     """The metrics of a finished run from its ``scan_runs`` row and its moderation rows."""
-    tables = store.Tables.reflect(engine)
+    tables = database.Tables.reflect(engine)
     runs, results = tables.runs, tables.results
     reasons = (
         select(results.c.error_reason, func.count())
@@ -217,7 +217,7 @@ def publish_run(engine: Engine, run_id: str, gateway: str | None) -> str:
         except Exception as err:  # urllib, http.client and socket errors alike
             outcome, error = "failed", f"{type(err).__name__}: {err}"
             _LOG.warning("scan %s: pushing metrics to %s failed: %s", run_id, gateway, error)
-    runs = store.Tables.reflect(engine).runs
+    runs = database.Tables.reflect(engine).runs
     with engine.begin() as conn:
         conn.execute(
             runs.update()

@@ -27,7 +27,7 @@ from typing import Any
 
 from sqlalchemy.engine import URL
 
-from pipelines.sharding import shard_of, shard_spec
+from pipelines.scan.sharding import shard_of, shard_spec
 
 SETTINGS_VARIABLE = "deeptrust_scan"
 SETTING_KEYS = frozenset({"input", "ready_key", "model", "runner", "pipeline_options", "python"})

@@ -105,9 +105,22 @@ def read_manifest(root: Path) -> dict[str, Any]:
 
 
 def read_bundle_manifest(uri: str) -> dict[str, Any]:
-    """Verify a bundle's manifest and files, locally or on S3, without building the model."""
+    """Verify a bundle, locally or on S3, without building the backbone: its manifest, the
+    hashes of its files, and that its head loads in Keras safe mode. A scan calls this before it
+    writes its run row, so every refusal comes before anything is recorded."""
     with tempfile.TemporaryDirectory(prefix="deeptrust-bundle-") as tmp:
-        return read_manifest(fetch_tree(uri, tmp))
+        root = fetch_tree(uri, tmp)
+        manifest = read_manifest(root)
+        load_head(root)
+        return manifest
+
+
+def load_head(root: Path) -> keras.Model:
+    """The sequence head, loaded in safe mode: a head that would run Python code is refused."""
+    try:
+        return keras.models.load_model(root / HEAD_FILE, safe_mode=True, compile=False)
+    except (ValueError, TypeError) as err:
+        raise BundleError(f"{HEAD_FILE} cannot be loaded in Keras safe mode: {err}") from err
 
 
 def detector_config(manifest: dict[str, Any]) -> DetectorConfig:
@@ -141,9 +154,6 @@ def _load_local(
         with dtype_policy(runtime.precision):
             backbone = build_backbone(config.backbone, None)
         backbone.load_weights(root / BACKBONE_FILE)
-        try:
-            head = keras.models.load_model(root / HEAD_FILE, safe_mode=True, compile=False)
-        except (ValueError, TypeError) as err:
-            raise BundleError(f"{HEAD_FILE} cannot be loaded in Keras safe mode: {err}") from err
+        head = load_head(root)
     source = manifest["backbone"]["weights_source"]
     return Detector(config, backbone, head, strategy, source, runtime), manifest

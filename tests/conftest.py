@@ -76,6 +76,30 @@ def bundle(training_corpus, tmp_path_factory):
     return out
 
 
+@pytest.fixture
+def bundle_with_code_in_head(bundle, tmp_path):
+    """A copy of ``bundle`` whose head holds a Lambda layer (Python code), with hashes and
+    ``model_version`` rewritten to match, as a careful attacker would leave it."""
+    import json
+    import shutil
+
+    import keras
+
+    from model.bundle import HEAD_FILE, MANIFEST, content_version, sha256_file
+
+    copy = tmp_path / "code-in-head"
+    shutil.copytree(bundle, copy)
+    features = keras.Input((8, 2048), name="features")
+    mask = keras.Input((8,), dtype="bool", name="mask")
+    out = keras.layers.Lambda(lambda x: x[:, 0, :1])(features)
+    keras.Model([features, mask], out).save(copy / HEAD_FILE)
+    manifest = json.loads((copy / MANIFEST).read_text())
+    manifest["files"][HEAD_FILE] = sha256_file(copy / HEAD_FILE)
+    manifest["model_version"] = content_version(manifest)
+    (copy / MANIFEST).write_text(json.dumps(manifest))
+    return copy
+
+
 # --- fixtures for the scan (pipelines/) ---
 
 PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"

@@ -5,16 +5,14 @@ from __future__ import annotations
 import json
 import shutil
 
-import keras
 import numpy as np
 import pytest
 
 from model.bundle import (
     BACKBONE_FILE,
-    HEAD_FILE,
     MANIFEST,
-    content_version,
     load_bundle,
+    read_bundle_manifest,
     read_manifest,
     sha256_file,
 )
@@ -84,17 +82,10 @@ def test_missing_manifest_is_refused(copy):
         load_bundle(str(copy))
 
 
-def test_head_with_code_is_refused_even_with_consistent_hashes(copy):
-    """Safe mode: a head that would run arbitrary Python (a Lambda layer) never loads."""
-    features = keras.Input((8, 2048), name="features")
-    mask = keras.Input((8,), dtype="bool", name="mask")
-    out = keras.layers.Lambda(lambda x: x[:, 0, :1])(features)
-    keras.Model([features, mask], out).save(copy / HEAD_FILE)
-
-    def rehash(manifest):
-        manifest["files"][HEAD_FILE] = sha256_file(copy / HEAD_FILE)
-        manifest["model_version"] = content_version(manifest)
-
-    _rewrite_manifest(copy, rehash)
+def test_head_with_code_is_refused_even_with_consistent_hashes(bundle_with_code_in_head):
+    """Safe mode: a head that would run arbitrary Python (a Lambda layer) never loads, and the
+    check that runs before a scan records anything refuses it too."""
     with pytest.raises(BundleError, match="safe mode"):
-        load_bundle(str(copy))
+        load_bundle(str(bundle_with_code_in_head))
+    with pytest.raises(BundleError, match="safe mode"):
+        read_bundle_manifest(str(bundle_with_code_in_head))

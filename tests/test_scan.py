@@ -144,6 +144,17 @@ def test_a_tampered_bundle_fails_the_run_before_it_starts(corpus, bundle, tmp_pa
     assert not db.exists()
 
 
+def test_code_in_the_bundle_head_is_refused_before_the_run_is_recorded(
+    corpus, bundle_with_code_in_head, tmp_path, capsys
+):
+    db = tmp_path / "scan.db"
+    argv = ["--input", str(corpus), "--model", str(bundle_with_code_in_head)]
+    code = cli.main(["scan", *argv, "--db", f"sqlite:///{db}"])
+    assert code == cli.EXIT_FAILED
+    assert "safe mode" in capsys.readouterr().err
+    assert not db.exists()
+
+
 def test_an_unreachable_database_fails_the_run(corpus, bundle, capsys):
     db_url = "postgresql+psycopg://postgres@127.0.0.1:1/test"
     fast = ["--db_retry_backoff_s", "0.01"]

@@ -14,6 +14,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 from pathlib import Path
 
 import apache_beam as beam
@@ -27,9 +28,33 @@ from model.hashing import TooLong, sha256_file, sha256_stream
 from pipelines.scan.listing import ListingProblem, ListVideos, VideoRef, local_problem
 from pipelines.scan.options import LOCAL_RUNNER
 
-# Well under the decode time limit the scan runs with, which no step may reach.
-SCAN_BOUND_S = 240
-DECODE_TIMEOUT_S = 300
+# The scan must end within SCAN_BOUND_S, well under the decode time limit it runs with: a read
+# that blocks in the listing (where no limit reached) fails the test, and so does a special file
+# left for the decoder's time limit to stop.
+SCAN_BOUND_S = 180
+DECODE_TIMEOUT_S = 600
+LISTING_BOUND_S = 60
+
+
+def within(seconds: float, work) -> None:
+    """Run ``work()`` in a daemon thread; fail if it has not ended within ``seconds``.
+
+    Reading a FIFO blocks for ever, so a listing that reads one must fail the test, not hang it.
+    """
+    failure: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            work()
+        except BaseException as err:  # handed to the test's thread
+            failure.append(err)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(timeout=seconds)
+    assert not thread.is_alive(), f"still running after {seconds} s"
+    if failure:
+        raise failure[0]
 
 
 def special_folder(folder: Path) -> dict[str, str]:
@@ -90,24 +115,24 @@ def test_the_listing_gives_every_special_entry_a_problem_and_hashes_only_files(t
     good.write_bytes(b"video bytes")
     big = tmp_path / "big.mp4"
     big.write_bytes(b"x" * 100)  # over max_bytes: not read, refused later as too_large
-    with test_pipeline.TestPipeline(runner=LOCAL_RUNNER) as pipeline:
-        refs = pipeline | ListVideos(str(tmp_path), ("mp4",), max_bytes=99)
-        problems = refs | "Name each" >> beam.Map(
-            lambda ref: (
-                os.path.relpath(ref.uri, tmp_path),
-                ref.problem.code if ref.problem else ref.content_version,
+    expected = [
+        *expected.items(),
+        ("good.mp4", f"sha256:{sha256_file(good)}"),
+        ("big.mp4", "unhashed:size:100"),
+    ]
+
+    def list_them() -> None:
+        with test_pipeline.TestPipeline(runner=LOCAL_RUNNER) as pipeline:
+            refs = pipeline | ListVideos(str(tmp_path), ("mp4",), max_bytes=99)
+            problems = refs | "Name each" >> beam.Map(
+                lambda ref: (
+                    os.path.relpath(ref.uri, tmp_path),
+                    ref.problem.code if ref.problem else ref.content_version,
+                )
             )
-        )
-        assert_that(
-            problems,
-            equal_to(
-                [
-                    *expected.items(),
-                    ("good.mp4", f"sha256:{sha256_file(good)}"),
-                    ("big.mp4", "unhashed:size:100"),
-                ]
-            ),
-        )
+            assert_that(problems, equal_to(expected))
+
+    within(LISTING_BOUND_S, list_them)
 
 
 def test_a_glob_finds_the_broken_links_it_matches(tmp_path):

@@ -23,6 +23,7 @@ from model.config import DetectorConfig
 from model.dataset import LABELS
 from model.detector import Detector, make_strategy
 from model.errors import BundleError
+from model.hashing import sha256_file
 from model.runtime import FLOAT32, dtype_policy, plan_runtime
 from model.storage import fetch_tree, is_s3
 
@@ -31,14 +32,6 @@ MANIFEST = "bundle.json"
 BACKBONE_FILE = "backbone.weights.h5"
 HEAD_FILE = "head.keras"
 _WEIGHT_KEYS = ("weights_source", "weights_label", "weights_sha256")
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def content_version(manifest: dict[str, Any]) -> str:

@@ -16,6 +16,7 @@ import numpy as np
 
 from model.detector import Detector
 from model.errors import VideoError
+from model.hashing import sha256_file
 from model.video import VideoInfo, Window, WindowSampler
 
 
@@ -61,14 +62,6 @@ class VideoFeatures:
                 face_sources=[str(s) for s in data["face_sources"]],
                 info=VideoInfo(float(fps), int(count), int(width), int(height)),
             )
-
-
-def file_sha256(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def detector_fingerprint(detector: Detector) -> str:
@@ -134,7 +127,7 @@ class FeatureExtractor:
     def _cache_path(self, path: str) -> Path | None:
         if self._cache is None:
             return None
-        return self._cache / f"{file_sha256(path)}.npz"
+        return self._cache / f"{sha256_file(path)}.npz"
 
     def _flush(self, queue) -> dict[str, VideoFeatures]:
         if not queue:

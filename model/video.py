@@ -3,13 +3,20 @@
 Decoding streams: frames are read in order, and each sampled frame is cropped and resized into
 the windows it belongs to as soon as it is decoded. No array ever holds a whole video, nor more
 than one full-resolution frame, so memory grows neither with a video's length nor with its
-resolution. Long gaps between windows are skipped by seeking rather than decoding. Window times
-come from the frames' timestamps, so variable-frame-rate videos get their real times.
+resolution. Long gaps between windows are skipped by seeking rather than decoding, for as long
+as seeking pays: a seek decodes from the keyframe before its target, so in a file with few
+keyframes every seek decodes from near the start again (100,000 frames at 1000 fps with one
+keyframe took minutes). A ``SeekBudget`` compares what seeks cost with what decoding their gaps
+forward would have cost, and once seeking has cost more, the rest of the video is decoded
+forward: sampling then costs at most a few decodes of the whole video, never one per sampled
+frame. Window times come from the frames' timestamps, so variable-frame-rate videos get their
+real times.
 """
 
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -33,6 +40,10 @@ from model.frames import (
 
 # Seeking costs a keyframe decode; below this many frames, decoding forward is cheaper.
 SEEK_MIN_GAP_FRAMES = 48
+# Seeks made before their cost is judged, and how many times the forward decode of the frames
+# they skipped they may cost in all before the rest of the video is decoded forward instead.
+SEEKS_BEFORE_JUDGING = 3
+SEEK_LOSS_FACTOR = 2.0
 
 
 @dataclass(frozen=True)
@@ -115,6 +126,43 @@ def probe(capture: cv2.VideoCapture) -> tuple[float, int]:
     return fps, count
 
 
+@dataclass
+class SeekBudget:
+    """Whether seeking still pays on one video, from what seeks and forward decoding have cost.
+
+    A seek that lands on a keyframe just before its target costs a few frames' decode; in a file
+    whose keyframes are far apart it costs the decode of every frame since the last keyframe,
+    more than decoding forward over the gap would. Once the seeks made so far (at least
+    ``SEEKS_BEFORE_JUDGING``) have cost more than ``SEEK_LOSS_FACTOR`` times the forward decode
+    of the frames they skipped, seeking stops for good.
+    """
+
+    frames: int = 0
+    frames_s: float = 0.0
+    seeks: int = 0
+    skipped: int = 0
+    seeks_s: float = 0.0
+    stopped: bool = False
+
+    def decoded(self, frames: int, seconds: float) -> None:
+        """``frames`` frames were decoded forward in ``seconds``."""
+        self.frames += frames
+        self.frames_s += seconds
+
+    def sought(self, skipped: int, seconds: float) -> None:
+        """A seek over ``skipped`` frames took ``seconds``."""
+        self.seeks += 1
+        self.skipped += skipped
+        self.seeks_s += seconds
+        if self.seeks >= SEEKS_BEFORE_JUDGING and self.frames > 0:
+            forward_s = self.skipped * self.frames_s / self.frames
+            self.stopped = self.seeks_s > SEEK_LOSS_FACTOR * forward_s
+
+    def seek_over(self, gap: int) -> bool:
+        """Whether to seek over ``gap`` frames rather than decode them."""
+        return gap >= SEEK_MIN_GAP_FRAMES and not self.stopped
+
+
 def _iter_frames(
     capture: cv2.VideoCapture, plans: list[WindowPlan], first: np.ndarray
 ) -> Iterator[tuple[int, np.ndarray, float]]:
@@ -122,23 +170,31 @@ def _iter_frames(
 
     ``first`` is frame 0, just read: every plan starts there, and seeking back to it instead
     fails on some files (a one-frame video among them). Times count from frame 0's timestamp.
+    Seeks stop when they cost more than decoding forward (``SeekBudget``).
     """
     origin_ms = capture.get(cv2.CAP_PROP_POS_MSEC)
     yield 0, first, 0.0
     wanted = np.unique(np.concatenate([p.indices for p in plans]))
+    budget = SeekBudget()
     position = 1
     for index in wanted[wanted > 0]:
-        if index - position >= SEEK_MIN_GAP_FRAMES:
+        started = time.perf_counter()
+        if budget.seek_over(int(index) - position):
             capture.set(cv2.CAP_PROP_POS_FRAMES, int(index))
+            budget.sought(int(index) - position, time.perf_counter() - started)
             position = int(index)
+        grabbed = 0
         while position < index:
             if not capture.grab():
                 return
             position += 1
+            grabbed += 1
+        started = time.perf_counter() if grabbed == 0 else started
         ok, frame = capture.read()
         if not ok or frame is None:
             return
         position += 1
+        budget.decoded(grabbed + 1, time.perf_counter() - started)
         yield int(index), frame, (capture.get(cv2.CAP_PROP_POS_MSEC) - origin_ms) / 1000.0
 
 

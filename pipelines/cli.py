@@ -216,16 +216,27 @@ def cmd_report(args: argparse.Namespace) -> int:
 def cmd_review(args: argparse.Namespace) -> int:
     from sqlalchemy.exc import SQLAlchemyError
 
-    from pipelines.moderation.review import Review, open_database, record_review
+    from pipelines.moderation.review import (
+        Review,
+        check_review,
+        expect_status,
+        open_database,
+        read_state,
+        record_review,
+    )
 
     reviewer = args.reviewer or os.environ.get("USER")
     if not reviewer:
         raise ValueError("who is deciding? pass --reviewer NAME (or set $USER)")
     review = Review(args.video_uri, args.decision, reviewer, args.note)
+    check_review(review)
     try:
         engine = open_database(args.db)
         try:
-            rows = record_review(engine, review)
+            seen = read_state(engine, review.video_uri)
+            if args.expect:
+                expect_status(seen, args.expect)
+            rows = record_review(engine, review, seen)
         finally:
             engine.dispose()
     except SQLAlchemyError as err:
@@ -409,8 +420,15 @@ def build_parser() -> argparse.ArgumentParser:
         const="dismissed",
         help="it is not a deepfake",
     )
-    p.add_argument("--note", help="a note kept in the review history")
+    p.add_argument("--note", help="a note kept in the review history (at most 10,000 characters)")
     p.add_argument("--reviewer", help="who decides (default: $USER)")
+    p.add_argument(
+        "--expect",
+        choices=("pending", "confirmed", "dismissed"),
+        help="the status the decision replaces; refused (exit 2) if the video holds another "
+        "(default: the status read when the command starts, so a decision made by someone "
+        "else meanwhile is never overwritten)",
+    )
     p.add_argument(
         "--db",
         default=DEFAULT_DB_URL,

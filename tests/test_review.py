@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 import json
+import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from sqlalchemy import select
 
 from pipelines import cli
-from pipelines.moderation.review import Review, open_database, record_review
+from pipelines.moderation.review import (
+    MAX_NOTE_CHARS,
+    Review,
+    ReviewConflict,
+    open_database,
+    read_state,
+    record_review,
+)
 from pipelines.store import database
 from pipelines.store.migrations import migrate
 from tests.rows import finished_run, verdict
@@ -137,3 +146,76 @@ def test_a_database_without_scans_is_refused(tmp_path):
     with pytest.raises(ValueError, match="decision must be one of"):
         record_review(engine, Review("s3://uploads/a.mp4", "approved", "alice", None))
     engine.dispose()
+
+
+def test_of_two_moderators_deciding_at_once_one_succeeds_and_the_other_is_refused(db_url):
+    """Both read the video as pending before either writes; only one decision may land."""
+    a = "s3://uploads/a.mp4"
+    both_read = threading.Barrier(2)
+
+    def decide(reviewer: str, decision: str) -> str:
+        engine = open_database(db_url)
+        try:
+            seen = read_state(engine, a)
+            both_read.wait(timeout=60)
+            try:
+                record_review(engine, Review(a, decision, reviewer, None), seen)
+            except ReviewConflict as refused:
+                return f"refused: {refused}"
+            return "recorded"
+        finally:
+            engine.dispose()
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        alice = pool.submit(decide, "alice", "confirmed")
+        bob = pool.submit(decide, "bob", "dismissed")
+        outcomes = {"alice": alice.result(timeout=120), "bob": bob.result(timeout=120)}
+
+    assert sorted(o.split(":")[0] for o in outcomes.values()) == ["recorded", "refused"]
+    winner = next(name for name, o in outcomes.items() if o == "recorded")
+    loser = next(o for o in outcomes.values() if o != "recorded")
+    decision = {"alice": "confirmed", "bob": "dismissed"}[winner]
+    assert f"it is {decision} now, not pending ({winner}: {decision} at " in loser
+    assert {s for (uri, c, _), s in statuses(db_url).items() if (uri, c) == (a, "c2")} == {
+        decision,
+        None,  # m3 did not flag the video: not decided
+    }
+    assert [(h["reviewer"], h["decision"]) for h in history(db_url)] == [(winner, decision)] * 2
+
+
+def test_a_decision_expecting_another_status_is_refused_and_records_nothing(
+    db_url, capsys, monkeypatch
+):
+    a = "s3://uploads/a.mp4"
+    monkeypatch.setenv("USER", "alice")
+    code, _, _ = review(db_url, a, "--confirm", "--expect", "pending", capsys=capsys)
+    assert code == cli.EXIT_OK
+    before = statuses(db_url), history(db_url)
+
+    code, result, err = review(db_url, a, "--dismiss", "--expect", "pending", capsys=capsys)
+
+    assert (code, result) == (cli.EXIT_USAGE, None)
+    assert f"{a} is confirmed, not pending (--expect); nothing was recorded" in err
+    assert (statuses(db_url), history(db_url)) == before
+    code, _, _ = review(db_url, a, "--dismiss", "--expect", "confirmed", capsys=capsys)
+    assert code == cli.EXIT_OK
+    assert statuses(db_url)[a, "c2", "m1"] == "dismissed"
+
+
+def test_a_note_over_the_cap_is_refused_before_anything_is_written(db_url, capsys):
+    a = "s3://uploads/a.mp4"
+    before = statuses(db_url), history(db_url)
+    long_note = "x" * (MAX_NOTE_CHARS + 1)
+
+    code, result, err = review(
+        db_url, a, "--confirm", "--reviewer", "alice", "--note", long_note, capsys=capsys
+    )
+
+    assert (code, result) == (cli.EXIT_USAGE, None)
+    assert f"the note has {MAX_NOTE_CHARS + 1} characters; at most {MAX_NOTE_CHARS}" in err
+    assert (statuses(db_url), history(db_url)) == before
+    code, result, _ = review(
+        db_url, a, "--confirm", "--reviewer", "alice", "--note", long_note[:-1], capsys=capsys
+    )
+    assert code == cli.EXIT_OK
+    assert [len(h["note"]) for h in history(db_url)] == [MAX_NOTE_CHARS] * 2

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from media import make_clip, rotate_clip, run_ffmpeg
 
-from model.config import DetectorConfig, SamplingConfig
+from model.config import DetectorConfig, FaceCropConfig, SamplingConfig
 from model.errors import VideoError
 from model.video import WindowSampler
 
@@ -106,3 +106,74 @@ def test_missing_file(sampler, tmp_path):
     with pytest.raises(VideoError) as caught:
         sampler.open(str(tmp_path / "gone.mp4"))
     assert caught.value.code == "not_found"
+
+
+# A cheap hostile file: 64x64 frames at 1000 fps with a single keyframe, so every seek decodes
+# from the start again. Before seeks were budgeted it took about 110 s to sample here; at 25 fps
+# the same frames took seconds.
+SINGLE_KEYFRAME_FRAMES = 20_000
+LOW_DECODE_TIMEOUT_S = 20.0
+
+
+@pytest.fixture(scope="module")
+def thousand_fps_one_keyframe(tmp_path_factory):
+    path = tmp_path_factory.mktemp("clips") / "thousand_fps.mp4"
+    run_ffmpeg(
+        *("-f", "lavfi", "-i", "testsrc=size=64x64:rate=1000"),
+        *("-frames:v", str(SINGLE_KEYFRAME_FRAMES), "-g", str(SINGLE_KEYFRAME_FRAMES)),
+        *("-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", str(path)),
+    )
+    return path
+
+
+def test_a_thousand_fps_file_with_one_keyframe_samples_well_within_a_low_time_limit(
+    thousand_fps_one_keyframe,
+):
+    from pipelines.scan.isolation import DecoderProcess
+
+    config = DetectorConfig(face=FaceCropConfig(enabled=False))
+    decoder = DecoderProcess(config, timeout_s=LOW_DECODE_TIMEOUT_S)
+    try:
+        sampled = decoder.sample(str(thousand_fps_one_keyframe))  # decode_timeout raises
+    finally:
+        decoder.close()
+    assert (sampled.info.fps, sampled.info.frame_count) == (1000.0, SINGLE_KEYFRAME_FRAMES)
+    assert sampled.mask.shape == (config.sampling.max_windows, config.sampling.frames_per_window)
+    assert sampled.mask.all()
+    assert sampled.ends[-1] == pytest.approx(SINGLE_KEYFRAME_FRAMES / 1000.0, abs=0.01)
+
+
+def test_frames_sampled_by_seeking_or_by_decoding_forward_are_the_same(
+    thousand_fps_one_keyframe, monkeypatch
+):
+    import model.video
+
+    config = DetectorConfig(face=FaceCropConfig(enabled=False))
+    budgeted = WindowSampler(config).sample(str(thousand_fps_one_keyframe))
+    monkeypatch.setattr(model.video, "SEEK_MIN_GAP_FRAMES", 10**9)  # never seek
+    forward = WindowSampler(config).sample(str(thousand_fps_one_keyframe))
+    np.testing.assert_array_equal(budgeted.frames, forward.frames)
+    np.testing.assert_allclose(budgeted.starts, forward.starts)
+
+
+@pytest.mark.parametrize(
+    ("seek_costs", "stopped"),
+    [
+        ([0.1, 0.1, 0.1, 0.1], False),  # a keyframe near each target: seeking pays
+        ([1.0, 2.0], False),  # too few seeks to judge
+        ([1.0, 2.0, 3.0], True),  # each seek decodes from the start again
+        ([0.1, 0.1, 0.1, 6.0], True),  # one ruinous seek outweighs the cheap ones
+    ],
+    ids=["cheap", "unjudged", "growing", "ruinous"],
+)
+def test_seeking_stops_once_it_costs_more_than_decoding_forward(seek_costs, stopped):
+    from model.video import SEEK_MIN_GAP_FRAMES, SeekBudget
+
+    budget = SeekBudget()
+    budget.decoded(frames=100, seconds=1.0)  # 10 ms a frame
+    for cost in seek_costs:
+        assert budget.seek_over(SEEK_MIN_GAP_FRAMES)
+        budget.sought(skipped=67, seconds=cost)  # decoding 67 frames forward: 0.67 s
+    assert budget.stopped is stopped
+    assert budget.seek_over(SEEK_MIN_GAP_FRAMES) is not stopped
+    assert not budget.seek_over(SEEK_MIN_GAP_FRAMES - 1)  # short gaps are always decoded

@@ -5,6 +5,11 @@ video's most recently scanned content version, whichever model versions flagged 
 content versions (the object has since been overwritten) keep their own status. Each row decided
 gets a row in ``reviews``, so the history survives later decisions; a re-scan of the same bytes
 by the same model keeps the decision (see ``database.upsert_results``).
+
+A decision checks what it replaces: it names the statuses its decider read (``ReviewState``), and
+the rows are updated only where they still hold them, in the same transaction as the history, so
+of two moderators deciding the same video at once one succeeds and the other is refused
+(``ReviewConflict``). Notes are capped at ``MAX_NOTE_CHARS``, checked before anything is written.
 """
 
 from __future__ import annotations
@@ -13,16 +18,23 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Engine, MetaData, func, inspect, select
+from sqlalchemy import Connection, Engine, MetaData, Table, func, inspect, select
 
 from pipelines.store import database
 from pipelines.store.migrations import migrate
 
 DECISIONS = ("confirmed", "dismissed")
+# What a decider may expect a video's flagged rows to hold: undecided, or an earlier decision.
+STATUSES = ("pending", *DECISIONS)
+MAX_NOTE_CHARS = 10_000
 
 
 class NotFlagged(ValueError):
     """The video has no flagged row to decide on."""
+
+
+class ReviewConflict(ValueError):
+    """The video's rows no longer hold what its decider read: someone else decided since."""
 
 
 @dataclass(frozen=True)
@@ -31,6 +43,30 @@ class Review:
     decision: str
     reviewer: str
     note: str | None
+
+
+@dataclass(frozen=True)
+class ReviewState:
+    """What a decider read of a video: its latest flagged bytes and each flagged row's status."""
+
+    video_uri: str
+    content_version: str
+    statuses: dict[str, str | None]  # model_version -> review_status
+
+    @property
+    def status(self) -> str:
+        """The rows' one status, or the distinct statuses joined with ``+`` when they differ."""
+        return "+".join(sorted({str(status) for status in self.statuses.values()}))
+
+
+def check_review(review: Review) -> None:
+    """Raise ValueError for a review that cannot be recorded; nothing is read or written."""
+    if review.decision not in DECISIONS:
+        raise ValueError(f"decision must be one of {DECISIONS}, not {review.decision!r}")
+    if review.note is not None and len(review.note) > MAX_NOTE_CHARS:
+        raise ValueError(
+            f"the note has {len(review.note)} characters; at most {MAX_NOTE_CHARS} are kept"
+        )
 
 
 def open_database(url: str) -> Engine:
@@ -43,36 +79,96 @@ def open_database(url: str) -> Engine:
     return engine
 
 
-def record_review(engine: Engine, review: Review) -> list[dict[str, Any]]:
-    """Set ``review_status`` on the video's flagged rows and append them to ``reviews``.
-
-    Returns the keys of the rows decided. Raises NotFlagged when the video has no flagged row.
-    """
-    if review.decision not in DECISIONS:
-        raise ValueError(f"decision must be one of {DECISIONS}, not {review.decision!r}")
+def _tables(engine: Engine) -> tuple[Table, Table]:
     metadata = MetaData()
     metadata.reflect(engine, only=["moderation_results", "reviews"])
-    results, reviews = metadata.tables["moderation_results"], metadata.tables["reviews"]
-    flagged = (results.c.video_uri == review.video_uri, results.c.flagged.is_(True))
+    return metadata.tables["moderation_results"], metadata.tables["reviews"]
+
+
+def _read_state(conn: Connection, results: Table, video_uri: str) -> ReviewState:
+    flagged = (results.c.video_uri == video_uri, results.c.flagged.is_(True))
+    latest = conn.execute(
+        select(results.c.content_version)
+        .where(*flagged)
+        .order_by(results.c.scanned_at.desc())
+        .limit(1)
+    ).scalar()
+    if latest is None:
+        rows = conn.execute(select(func.count()).where(results.c.video_uri == video_uri)).scalar()
+        state = f"its {rows} rows are not flagged" if rows else "it was never scanned"
+        raise NotFlagged(f"no flagged row for {video_uri}: {state}")
+    statuses = conn.execute(
+        select(results.c.model_version, results.c.review_status)
+        .where(*flagged, results.c.content_version == latest)
+        .order_by(results.c.model_version)
+    ).all()
+    return ReviewState(video_uri, latest, dict(statuses))
+
+
+def read_state(engine: Engine, video_uri: str) -> ReviewState:
+    """The video's latest flagged bytes and their rows' statuses; NotFlagged when it has none."""
+    results, _ = _tables(engine)
+    with engine.connect() as conn:
+        return _read_state(conn, results, video_uri)
+
+
+def _last_review(conn: Connection, reviews: Table, video_uri: str) -> str:
+    """Who decided the video last, and when, for a refusal's message."""
+    last = conn.execute(
+        select(reviews.c.reviewer, reviews.c.decision, reviews.c.reviewed_at)
+        .where(reviews.c.video_uri == video_uri)
+        .order_by(reviews.c.reviewed_at.desc())
+        .limit(1)
+    ).first()
+    return "" if last is None else f" ({last.reviewer}: {last.decision} at {last.reviewed_at})"
+
+
+def record_review(
+    engine: Engine, review: Review, seen: ReviewState | None = None
+) -> list[dict[str, Any]]:
+    """Set ``review_status`` on the video's flagged rows and append them to ``reviews``.
+
+    ``seen`` is what the decider read (default: read here, in the same transaction). Rows are
+    updated only where they still hold the status read, in one transaction with the history:
+    should any have changed, nothing is written and ReviewConflict is raised. Returns the keys
+    of the rows decided. Raises NotFlagged when the video has no flagged row.
+    """
+    check_review(review)
+    results, reviews = _tables(engine)
     with engine.begin() as conn:
-        latest = conn.execute(
-            select(results.c.content_version)
-            .where(*flagged)
-            .order_by(results.c.scanned_at.desc())
-            .limit(1)
-        ).scalar()
-        if latest is None:
-            rows = conn.execute(
-                select(func.count()).where(results.c.video_uri == review.video_uri)
-            ).scalar()
-            state = f"its {rows} rows are not flagged" if rows else "it was never scanned"
-            raise NotFlagged(f"no flagged row for {review.video_uri}: {state}")
-        chosen = (*flagged, results.c.content_version == latest)
-        versions = conn.execute(
-            select(results.c.model_version).where(*chosen).order_by(results.c.model_version)
-        ).scalars()
-        decided = [{"content_version": latest, "model_version": version} for version in versions]
-        conn.execute(results.update().where(*chosen).values(review_status=review.decision))
+        if seen is None:
+            seen = _read_state(conn, results, review.video_uri)
+        chosen = (
+            results.c.video_uri == review.video_uri,
+            results.c.flagged.is_(True),
+            results.c.content_version == seen.content_version,
+        )
+        updated = 0
+        for status in set(seen.statuses.values()):
+            versions = [v for v, was in seen.statuses.items() if was == status]
+            held = (
+                results.c.review_status.is_(None)
+                if status is None
+                else (results.c.review_status == status)
+            )
+            done = conn.execute(
+                results.update()
+                .where(*chosen, results.c.model_version.in_(versions), held)
+                .values(review_status=review.decision)
+            )
+            updated += done.rowcount
+        if updated != len(seen.statuses):
+            now = _read_state(conn, results, review.video_uri).status
+            raise ReviewConflict(
+                f"{review.video_uri} was decided by someone else since it was read: it is "
+                f"{now} now, not {seen.status}{_last_review(conn, reviews, review.video_uri)}; "
+                f"nothing was recorded. Read it again, and decide with --expect {now} to "
+                "replace that decision"
+            )
+        decided = [
+            {"content_version": seen.content_version, "model_version": version}
+            for version in sorted(seen.statuses)
+        ]
         reviewed_at = database.utc_now()
         conn.execute(
             reviews.insert(),
@@ -90,3 +186,11 @@ def record_review(engine: Engine, review: Review) -> list[dict[str, Any]]:
             ],
         )
     return decided
+
+
+def expect_status(seen: ReviewState, expected: str) -> None:
+    """Raise ReviewConflict unless every row the decider read holds ``expected``."""
+    if seen.status != expected:
+        raise ReviewConflict(
+            f"{seen.video_uri} is {seen.status}, not {expected} (--expect); nothing was recorded"
+        )

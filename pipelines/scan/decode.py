@@ -232,6 +232,8 @@ class DecodeVideos(beam.DoFn):
 
     def _decode(self, ref: VideoRef) -> VideoClip | dict[str, Any]:
         try:
+            if ref.problem is not None:  # the listing found no regular file: never opened
+                raise VideoError(ref.problem.code, ref.problem.detail)
             if ref.size_bytes > self._limits.max_bytes:
                 raise VideoError(
                     "too_large",

@@ -28,7 +28,8 @@ class ScanVideos(beam.PTransform):
         scan, config, version = self._scan, self._config, self._model_version
         planned = (
             pbegin
-            | "List videos" >> ListVideos(scan.input, scan.extensions, scan.listing_shard)
+            | "List videos"
+            >> ListVideos(scan.input, scan.extensions, scan.listing_shard, scan.max_video_bytes)
             | "Plan the scan" >> beam.ParDo(PlanScan(scan.db, version, scan.rescan, scan.db_retry))
         )
         tally = planned | "Count the listing" >> CountListing()

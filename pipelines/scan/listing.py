@@ -9,13 +9,22 @@ ETag of a multipart upload is not an MD5 of the content, but together with the s
 changes whenever the object is rewritten. Elsewhere it is the SHA-256 of the bytes. An object
 that cannot be read (refused, or gone since the match) gets ``unreadable:size:<bytes>``: the
 decoder then fails to read it too, and its error row says why.
+
+Only regular files are read. In a local folder, anything else named like a video (a FIFO, a
+device, a socket, a link that leads nowhere or back to itself, a link to any of those) is listed
+with a ``ListingProblem`` and is never opened: the decode step turns it into an error row with the
+problem's code. Beam's match leaves out links it cannot follow, so the listing walks the folder for
+them too. A file over ``max_bytes`` is not hashed (``unhashed:size:<bytes>``): it gets the error
+row ``too_large`` without being read.
 """
 
 from __future__ import annotations
 
-import hashlib
+import errno
 import logging
 import os
+import re
+import stat
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
@@ -24,22 +33,42 @@ from apache_beam.io import fileio
 from apache_beam.io.filesystem import BeamIOError, CompressionTypes, FileMetadata
 from apache_beam.io.filesystems import FileSystems
 
+from model.hashing import TooLong, sha256_stream
 from model.storage import is_s3, prefer_standard_retries
 from pipelines.scan.sharding import shard_of
 from pipelines.store import database
 
 _GLOB_CHARS = "*?["
-_READ_BLOCK = 1 << 20
 _LOG = logging.getLogger(__name__)
+_SPECIAL_KINDS = (
+    (stat.S_ISFIFO, "a FIFO (named pipe)"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+    (stat.S_ISDIR, "a directory"),
+)
+
+
+@dataclass(frozen=True)
+class ListingProblem:
+    """Why a listed entry is not a video file that can be read: an error code and its detail."""
+
+    code: str
+    detail: str
 
 
 @dataclass(frozen=True)
 class VideoRef:
-    """One object to scan: where it is, which bytes it holds, and how many (from the listing)."""
+    """One object to scan: where it is, which bytes it holds, and how many (from the listing).
+
+    ``problem`` is set when the listing found something that must not be read (a FIFO, a device,
+    a broken or looping link); the decode step then writes its error row without opening it.
+    """
 
     uri: str
     content_version: str
     size_bytes: int
+    problem: ListingProblem | None = None
 
 
 @dataclass(frozen=True)
@@ -64,29 +93,98 @@ def is_video(path: str, extensions: Iterable[str]) -> bool:
     return os.path.splitext(path)[1].lower().lstrip(".") in set(extensions)
 
 
-def content_version(metadata: FileMetadata) -> str:
-    """``etag:<etag>:size:<bytes>`` for S3 objects, ``sha256:<hex>`` for anything else."""
+def is_local(path: str) -> bool:
+    """Whether ``path`` names the local filesystem (no ``scheme://``)."""
+    return "://" not in path
+
+
+def local_problem(path: str) -> ListingProblem | None:
+    """Why the local entry ``path`` is not a regular file to read, or None when it is one.
+
+    Only ``stat`` is used: a FIFO or a device is never opened, since opening or reading one can
+    block for ever or never end.
+    """
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as err:
+        if not os.path.islink(path):
+            return None  # gone or unreadable: the hash and the decoder report it as before
+        target = os.readlink(path)
+        if err.errno == errno.ELOOP:
+            return ListingProblem(
+                "link_loop", f"{path} is a symbolic link to {target!r} that loops back on itself"
+            )
+        return ListingProblem(
+            "broken_link", f"{path} is a symbolic link to {target!r}, which does not exist"
+        )
+    if stat.S_ISREG(mode):
+        return None
+    kind = next((name for is_kind, name in _SPECIAL_KINDS if is_kind(mode)), "not a file")
+    via = f" (through a symbolic link to {os.readlink(path)!r})" if os.path.islink(path) else ""
+    return ListingProblem("not_a_regular_file", f"{path} is {kind}{via}, not a regular file")
+
+
+def _local_sha256(path: str, limit: int | None) -> str:
+    """SHA-256 of a local regular file, refusing one that was swapped for anything else."""
+    # O_NONBLOCK: should a FIFO have taken the file's place since the listing, opening it
+    # returns at once instead of waiting for a writer, and fstat then refuses it.
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    with os.fdopen(fd, "rb") as handle:
+        if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+            raise OSError(f"{path} is no longer a regular file")
+        return sha256_stream(handle, limit)
+
+
+def content_version(metadata: FileMetadata, max_bytes: int | None = None) -> str:
+    """``etag:<etag>:size:<bytes>`` for S3 objects, ``sha256:<hex>`` for anything else.
+
+    Files over ``max_bytes`` are not read (``unhashed:size:<bytes>``): they are refused as
+    too large anyway.
+    """
+    size = metadata.size_in_bytes
     try:
         if is_s3(metadata.path):
             etag = FileSystems.checksum(metadata.path).strip('"')
-            return f"etag:{etag}:size:{metadata.size_in_bytes}"
-        digest = hashlib.sha256()
+            return f"etag:{etag}:size:{size}"
+        if max_bytes is not None and size > max_bytes:
+            return f"unhashed:size:{size}"
+        if is_local(metadata.path):
+            return f"sha256:{_local_sha256(metadata.path, max_bytes)}"
         with FileSystems.open(metadata.path, compression_type=CompressionTypes.UNCOMPRESSED) as f:
-            for block in iter(lambda: f.read(_READ_BLOCK), b""):
-                digest.update(block)
-        return f"sha256:{digest.hexdigest()}"
-    except (BeamIOError, OSError) as err:
+            return f"sha256:{sha256_stream(f, max_bytes)}"
+    except (BeamIOError, OSError, TooLong) as err:
         _LOG.warning("%s: cannot read its version: %s", metadata.path, err)
-        return f"unreadable:size:{metadata.size_in_bytes}"
+        return f"unreadable:size:{size}"
+
+
+def unlisted_links(pattern: str) -> list[FileMetadata]:
+    """Local entries matching ``pattern`` that Beam's match leaves out: links it cannot follow.
+
+    Beam's local match walks the folder like this and drops every entry whose size it cannot
+    read, which is what broken and looping links are; they are found here so that each gets its
+    error row. Remote patterns and single files give none.
+    """
+    if not is_local(pattern) or not any(ch in pattern for ch in _GLOB_CHARS):
+        return []
+    prefix = re.match(r"^[^[*?]*", pattern).group(0)
+    found = []
+    for folder, _, names in os.walk(os.path.dirname(prefix) or "."):
+        for name in names:
+            path = os.path.join(folder, name)
+            if os.path.islink(path) and not os.path.exists(path):
+                found.append(FileMetadata(path, 0, 0.0))
+    return list(FileSystems.get_filesystem(pattern).match_files(found, pattern))
 
 
 class DescribeVideos(beam.DoFn):
     """Keeps the video files among the matches and gives each its content version."""
 
-    def __init__(self, extensions: tuple[str, ...]) -> None:
+    def __init__(self, extensions: tuple[str, ...], max_bytes: int | None = None) -> None:
         self._extensions = extensions
+        self._max_bytes = max_bytes
         self._videos = beam.metrics.Metrics.counter("deeptrust", "videos_listed")
         self._other = beam.metrics.Metrics.counter("deeptrust", "non_video_objects")
+        self._special = beam.metrics.Metrics.counter("deeptrust", "special_files")
 
     def setup(self) -> None:
         prefer_standard_retries()
@@ -96,7 +194,15 @@ class DescribeVideos(beam.DoFn):
             self._other.inc()
             return
         self._videos.inc()
-        yield VideoRef(metadata.path, content_version(metadata), metadata.size_in_bytes)
+        problem = local_problem(metadata.path) if is_local(metadata.path) else None
+        if problem is not None:
+            self._special.inc()
+            _LOG.warning("%s: %s", problem.code, problem.detail)
+            size = metadata.size_in_bytes
+            yield VideoRef(metadata.path, f"unreadable:size:{size}", size, problem)
+            return
+        version = content_version(metadata, self._max_bytes)
+        yield VideoRef(metadata.path, version, metadata.size_in_bytes)
 
 
 class ListVideos(beam.PTransform):
@@ -107,26 +213,36 @@ class ListVideos(beam.PTransform):
     """
 
     def __init__(
-        self, uri: str, extensions: tuple[str, ...], shard: tuple[int, int] | None = None
+        self,
+        uri: str,
+        extensions: tuple[str, ...],
+        shard: tuple[int, int] | None = None,
+        max_bytes: int | None = None,
     ) -> None:
         super().__init__()
         self._uri = uri
         self._extensions = extensions
         self._shard = shard
+        self._max_bytes = max_bytes
 
     def expand(self, pbegin: beam.pvalue.PBegin) -> beam.PCollection[VideoRef]:
-        matched = (
+        pattern = (
             pbegin
             | "Input" >> beam.Create([self._uri])
             | "As a file pattern" >> beam.Map(input_pattern)
-            | "Match files" >> fileio.MatchAll()
         )
+        matched = (
+            pattern | "Match files" >> fileio.MatchAll(),
+            pattern | "Find broken links" >> beam.FlatMap(unlisted_links),
+        ) | "Every entry" >> beam.Flatten()
         if self._shard is not None:
             index, count = self._shard
             matched = matched | "Keep this shard" >> beam.Filter(
                 lambda metadata: shard_of(metadata.path, count) == index
             )
-        return matched | "Describe videos" >> beam.ParDo(DescribeVideos(self._extensions))
+        return matched | "Describe videos" >> beam.ParDo(
+            DescribeVideos(self._extensions, self._max_bytes)
+        )
 
 
 @dataclass(frozen=True)

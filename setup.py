@@ -30,6 +30,7 @@ setup(
         "psycopg[binary]==3.3.9",
         "prometheus-client==0.26.0",
         "boto3==1.44.8",
+        "rich==15.0.0",
     ],
     extras_require={
         "cpu": [f"tensorflow-cpu=={TF_VERSION}"],

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import csv
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -299,18 +299,28 @@ def render_frames(spec: VideoSpec) -> np.ndarray:
     return out
 
 
-def write_video(path: Path, frames: np.ndarray) -> None:
-    """Encode BGR frames as MP4 at ``FPS``."""
+def write_video(path: Path, frames: Iterable[np.ndarray], fps: float = FPS) -> Path:
+    """Encode BGR frames as MP4 (``FOURCC``) at ``fps``, one at a time as they come.
+
+    The first frame sets the size. Frames may come from a generator, so a long video never
+    needs to be held in memory.
+    """
+    frames = iter(frames)
+    first = next(frames, None)
+    if first is None:
+        raise ValueError(f"no frame to write to {path}")
     path.parent.mkdir(parents=True, exist_ok=True)
-    height, width = frames.shape[1:3]
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*FOURCC), FPS, (width, height))
+    height, width = first.shape[:2]
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*FOURCC), fps, (width, height))
     if not writer.isOpened():
         raise RuntimeError(f"OpenCV cannot write {FOURCC} video to {path}")
     try:
+        writer.write(first)
         for frame in frames:
             writer.write(frame)
     finally:
         writer.release()
+    return path
 
 
 def write_manifest(out_dir: Path, videos: list[SynthVideo]) -> Path:

@@ -7,6 +7,7 @@ last stdout line is one JSON object, so scripts can read it with ``tail -n 1``.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from collections.abc import Sequence
@@ -17,9 +18,12 @@ from pipelines.console import (
     EXIT_FAILED,
     EXIT_OK,
     EXIT_USAGE,
+    Bar,
     add_precision_option,
     emit,
     progress,
+    progress_bars,
+    quiet,
 )
 
 
@@ -30,7 +34,8 @@ def _quiet_tensorflow() -> None:
 def cmd_synth(args: argparse.Namespace) -> int:
     from model.synth import write_corpus
 
-    made = write_corpus(args.out, args.videos, seed=args.seed, progress=progress)
+    with progress_bars(Bar("wrote ", "synth", args.videos)) as report:
+        made = write_corpus(args.out, args.videos, seed=args.seed, progress=report)
     fake = sum(v.label == "fake" for v in made)
     emit({"out": args.out, "videos": len(made), "real": len(made) - fake, "fake": fake})
     return EXIT_OK
@@ -64,15 +69,17 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     options = TrainOptions(epochs=args.epochs, val_fraction=args.val_fraction, seed=args.seed)
     progress(f"train: backbone weights: {describe_source(args.backbone_weights)}")
-    manifest = train(
-        args.data,
-        args.out,
-        weights=args.backbone_weights,
-        config=detector_config_from(args),
-        options=options,
-        cache_dir=args.cache_dir,
-        progress=progress,
-    )
+    bars = (Bar("features: ", "features"), Bar("train: epoch ", "epochs", args.epochs))
+    with progress_bars(*bars) as report:
+        manifest = train(
+            args.data,
+            args.out,
+            weights=args.backbone_weights,
+            config=detector_config_from(args),
+            options=options,
+            cache_dir=args.cache_dir,
+            progress=report,
+        )
     emit(
         {
             "bundle": args.out,
@@ -89,9 +96,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     _quiet_tensorflow()
     from model.evaluate import evaluate
 
-    result = evaluate(
-        args.data, args.model, report_dir=args.report, cache_dir=args.cache_dir, progress=progress
-    )
+    with progress_bars(Bar("features: ", "features")) as report:
+        result = evaluate(
+            args.data, args.model, report_dir=args.report, cache_dir=args.cache_dir, progress=report
+        )
     if args.json:
         emit(result)
     else:
@@ -152,11 +160,12 @@ def cmd_scan(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     _quiet_tensorflow()
-    from pipelines.demo import run_demo
+    from pipelines.demo import demo_bars, run_demo
     from pipelines.scan.run import ScanFailed
 
     try:
-        summary = run_demo(args.out, videos=args.videos, seed=args.seed, progress=progress)
+        with progress_bars(*demo_bars(args.videos)) as report:
+            summary = run_demo(args.out, videos=args.videos, seed=args.seed, progress=report)
     except ScanFailed as err:
         progress(f"deeptrust demo: {err}")
         emit(err.summary)
@@ -167,6 +176,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def cmd_bench(args: argparse.Namespace) -> int:
     _quiet_tensorflow()
+    if args.load:
+        return load_check(args)
     from pipelines.bench.throughput import BenchSettings, format_report, run_bench
 
     settings = BenchSettings(
@@ -186,6 +197,22 @@ def cmd_bench(args: argparse.Namespace) -> int:
         emit(result)
     else:
         print(format_report(result), flush=True)
+    return EXIT_OK
+
+
+def load_check(args: argparse.Namespace) -> int:
+    """``deeptrust bench --load``: peak memory under load instead of throughput."""
+    from pipelines.bench.load import run_load
+
+    if args.compare_options:
+        raise ValueError("--load and --options measure different things: choose one")
+    result = run_load(
+        args.model, args.objects, args.baseline_objects, args.work, args.image_size, progress
+    )
+    if args.json:
+        emit(result)
+    else:
+        print(json.dumps(result, indent=2), flush=True)
     return EXIT_OK
 
 
@@ -285,6 +312,11 @@ def build_parser() -> argparse.ArgumentParser:
         prog="deeptrust",
         description="Find deepfake videos in a platform's uploads, for moderators to review.",
     )
+    parser.add_argument(
+        "--verbose",
+        action="store_true",
+        help="let TensorFlow's, absl's and Beam's start-up messages and warnings through",
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser(
@@ -347,7 +379,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser(
-        "bench", help="throughput of decoding, the model, the prototype's loop and the scan"
+        "bench",
+        help="throughput of decoding, the model, the prototype's loop and the scan "
+        "(--load: peak memory under load)",
     )
     p.add_argument("--json", action="store_true", help="print one JSON object as the last line")
     p.add_argument(
@@ -391,6 +425,23 @@ def build_parser() -> argparse.ArgumentParser:
         help="also measure each fast-path option against its alternative (minutes more)",
     )
     p.add_argument("--seed", type=int, default=0)
+    load = p.add_argument_group("--load: peak memory under load instead of throughput")
+    load.add_argument(
+        "--load",
+        action="store_true",
+        help="peak memory of the scan against the number of objects, and of decoding against "
+        "a video's length and resolution, each case in a fresh process (tens of minutes)",
+    )
+    load.add_argument(
+        "--objects", type=int, default=2000, help="objects of the large scan (default: %(default)s)"
+    )
+    load.add_argument(
+        "--baseline-objects",
+        type=int,
+        default=200,
+        help="objects of the baseline scan (default: %(default)s)",
+    )
+    load.add_argument("--work", help="folder for the inputs (default: a temporary folder)")
     p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("report", help="an HTML page of a scan's flagged videos, for moderators")
@@ -449,6 +500,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if rest and not getattr(args, "passes_options", False):
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
     args.options = rest
+    if not args.verbose:
+        quiet()
     try:
         return args.func(args)
     except BundleError as err:

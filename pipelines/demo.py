@@ -17,6 +17,7 @@ from model.backbone import RANDOM
 from model.config import BackboneConfig, DetectorConfig, FaceCropConfig, SamplingConfig
 from model.synth import write_corpus
 from model.train import TrainOptions, train
+from pipelines.console import Bar
 from pipelines.scan.run import run as run_scan
 from pipelines.store import database
 
@@ -27,6 +28,15 @@ DEMO_CONFIG = DetectorConfig(
     backbone=BackboneConfig(input_size=128),
 )
 DEMO_TRAINING = TrainOptions(epochs=30, val_fraction=0.25)
+
+
+def demo_bars(videos: int) -> tuple[Bar, ...]:
+    """The demo's long steps: writing the corpus, extracting features, training epochs."""
+    return (
+        Bar("wrote ", "synthetic videos", videos),
+        Bar("features: ", "features"),
+        Bar("train: epoch ", "epochs", DEMO_TRAINING.epochs),
+    )
 
 
 def flagged_table(rows: list[dict[str, Any]], root: Path) -> str:

@@ -187,3 +187,15 @@ def test_clip_plays_back_and_forth() -> None:
     assert clip.index_at(last) == count - 1
     assert clip.index_at(last + 1 / clip.fps) == count - 2
     assert clip.landmarks.shape == (count, 5, 2) and clip.boxes.shape == (count, 4)
+
+
+def test_write_video_encodes_frames_from_a_generator_at_the_rate_asked(tmp_path):
+    frames = (np.full((48, 64, 3), 10 * i, np.uint8) for i in range(7))
+    path = synth.write_video(tmp_path / "deep" / "clip.mp4", frames, fps=10.0)
+    fps, decoded = _decode(path)
+    assert (fps, len(decoded), decoded[0].shape) == (10.0, 7, (48, 64, 3))
+
+
+def test_write_video_refuses_no_frames(tmp_path):
+    with pytest.raises(ValueError, match="no frame"):
+        synth.write_video(tmp_path / "empty.mp4", iter(()))

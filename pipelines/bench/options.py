@@ -8,9 +8,7 @@ second and the ratio to its baseline.
 
 from __future__ import annotations
 
-import contextlib
-import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
@@ -19,14 +17,9 @@ import tensorflow as tf
 
 from model.bundle import load_bundle
 from model.runtime import FLOAT32, PRECISIONS
-from pipelines.bench.throughput import (
-    Rate,
-    Workspace,
-    in_fresh_process,
-    measure_model,
-    measure_scan,
-    ratio,
-)
+from pipelines.bench.memory import in_fresh_process
+from pipelines.bench.throughput import Rate, Workspace, measure_model, measure_scan, ratio
+from pipelines.environment import environment
 
 # Windows every model option runs over: enough for ten model calls' worth of frames on a CPU.
 SAMPLE_WINDOWS = 16
@@ -98,25 +91,11 @@ def threaded_model_fps(
     return rate.frames, rate.seconds
 
 
-@contextlib.contextmanager
-def environment(name: str, value: str) -> Iterator[None]:
-    """Set ``name`` for processes started meanwhile, then restore what was there."""
-    previous = os.environ.get(name)
-    os.environ[name] = value
-    try:
-        yield
-    finally:
-        if previous is None:
-            del os.environ[name]
-        else:
-            os.environ[name] = previous
-
-
 def onednn_rows(space: Workspace, frames: np.ndarray, mask: np.ndarray) -> list:
     precision = space.detector.runtime.precision
     rates = {}
     for value in ("0", "1"):
-        with environment(ONEDNN_ENV, value):
+        with environment({ONEDNN_ENV: value}):
             rates[value] = Rate(
                 *in_fresh_process(threaded_model_fps, space.bundle, precision, (0, 0), frames, mask)
             )

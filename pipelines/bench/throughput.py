@@ -13,21 +13,18 @@ counts the frames a verdict rests on: sampled frames fed to the model.
 - ``scan_fps``, ``scan_videos_per_min``: ``pipelines.scan.run`` over the corpus into a temporary
   SQLite database, from start to finish, start-up included.
 - ``peak_rss_short_mb``, ``peak_rss_long_mb``: peak memory of decoding and scoring a short and a
-  long video, each in a fresh process.
+  long video, each in a fresh process (``bench.memory``).
 
 ``--options`` adds ``pipelines.bench.options``: the fast path's options one against another.
 """
 
 from __future__ import annotations
 
-import contextlib
-import multiprocessing
 import os
-import resource
 import tempfile
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -42,8 +39,9 @@ from model.bundle import load_bundle, save_bundle
 from model.config import BackboneConfig, DetectorConfig
 from model.detector import Detector
 from model.runtime import AUTO, FLOAT32
-from model.synth import FOURCC, write_corpus
+from model.synth import write_corpus, write_video
 from model.video import SampledVideo, WindowSampler
+from pipelines.bench.memory import in_fresh_process, peak_rss_mb, reset_peak_rss
 from pipelines.bench.prototype import prototype_score
 from pipelines.scan.listing import is_video
 from pipelines.scan.options import ScanOptions
@@ -63,7 +61,6 @@ FAST_SCAN_ARGS = (
 PROTOTYPE_VIDEOS = 8
 # Frames of a source that a looped clip plays forth and back (10 s at 25 fps).
 LOOP_FRAMES = 250
-_KIB_PER_MIB = 1024.0
 
 
 @dataclass(frozen=True)
@@ -144,17 +141,8 @@ def loop_clip(source: str, out: Path, seconds: float) -> Path:
     """Write ``seconds`` of ``source``'s start played forth and back, one frame at a time."""
     frames, fps = read_frames(source, LOOP_FRAMES)
     cycle = frames + frames[-2:0:-1] if len(frames) > 2 else frames
-    height, width = frames[0].shape[:2]
-    out.parent.mkdir(parents=True, exist_ok=True)
-    writer = cv2.VideoWriter(str(out), cv2.VideoWriter_fourcc(*FOURCC), fps, (width, height))
-    if not writer.isOpened():
-        raise RuntimeError(f"OpenCV cannot write {FOURCC} video to {out}")
-    try:
-        for index in range(max(1, round(seconds * fps))):
-            writer.write(cycle[index % len(cycle)])
-    finally:
-        writer.release()
-    return out
+    count = max(1, round(seconds * fps))
+    return write_video(out, (cycle[index % len(cycle)] for index in range(count)), fps)
 
 
 def synth_corpus(out: Path, settings: BenchSettings, progress: Callable[[str], None]) -> Path:
@@ -280,22 +268,6 @@ def measure_scan(
     return Rate(scan_frames(db_url, summary["run_id"]), seconds), summary
 
 
-def reset_peak_rss() -> None:
-    """Start this process's peak RSS over from its current RSS (Linux 4.0+; elsewhere a no-op)."""
-    with contextlib.suppress(OSError):
-        Path("/proc/self/clear_refs").write_text("5")
-
-
-def peak_rss_mb() -> float:
-    """This process's peak RSS in MiB: ``VmHWM`` where Linux reports it, else ``ru_maxrss``."""
-    status = Path("/proc/self/status")
-    if status.is_file():
-        for line in status.read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / _KIB_PER_MIB
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / _KIB_PER_MIB
-
-
 def decode_and_score(bundle: str, video: str, precision: str) -> float:
     """Peak RSS (MiB) of decoding and scoring ``video``, with ``bundle`` loaded and warm.
 
@@ -309,13 +281,6 @@ def decode_and_score(bundle: str, video: str, precision: str) -> float:
     sampled = sampler.sample(video)
     detector.score_windows(sampled.frames, sampled.mask)
     return peak_rss_mb()
-
-
-def in_fresh_process(work: Callable[..., Any], *args: Any) -> Any:
-    """``work(*args)`` in a new interpreter, so that its peak memory is its own."""
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
-        return pool.submit(work, *args).result()
 
 
 def measure_peak_rss(space: Workspace, settings: BenchSettings) -> tuple[float, float]:

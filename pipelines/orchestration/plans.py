@@ -20,13 +20,13 @@ operator logs.
 
 from __future__ import annotations
 
-import os
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from sqlalchemy.engine import URL
 
+# The DAGs' tasks set a scan's secrets with ``environment``, which they import from here.
+from pipelines.environment import environment as environment
 from pipelines.scan.sharding import shard_of, shard_spec
 
 SETTINGS_VARIABLE = "deeptrust_scan"
@@ -163,18 +163,3 @@ def s3_environment(conn: Mapping[str, Any]) -> dict[str, str]:
         "AWS_ENDPOINT_URL_S3": s3_config.get("endpoint_url") or extra.get("endpoint_url"),
     }
     return {key: value for key, value in env.items() if value}
-
-
-@contextmanager
-def environment(values: Mapping[str, str]) -> Iterator[None]:
-    """Set environment variables for the block (subprocesses inherit them), then restore them."""
-    saved = {key: os.environ.get(key) for key in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value

@@ -15,6 +15,7 @@ import pytest
 from alembic import command
 from sqlalchemy import Engine, inspect, text
 
+from pipelines import cli
 from pipelines.store.database import connect
 from pipelines.store.migrations import (
     LEGACY_REVISIONS,
@@ -191,6 +192,7 @@ def test_a_newer_legacy_version_is_refused_untouched(engine):
 # A start of its own process: it says it is ready, waits for "go", upgrades and prints the result.
 STARTER = """
 import json, sys
+from pipelines import cli
 from pipelines.store.database import connect
 from pipelines.store.migrations import migrate
 engine = connect(sys.argv[1])
@@ -264,3 +266,51 @@ def test_an_installed_copy_finds_its_revisions(tmp_path):
     assert Path(scripts) != SCRIPTS
     assert found.split() == revisions()
     assert after == HEAD
+
+
+def test_db_upgrade_adopts_a_legacy_database_and_prints_both_revisions(url, engine, capsys):
+    make_legacy(engine, 3)
+    add_rows(engine, 3)
+    rows = table_rows(engine)
+
+    assert cli.main(["db", "upgrade", "--db", url]) == cli.EXIT_OK
+
+    out, err = capsys.readouterr()
+    assert json.loads(out.splitlines()[-1]) == {
+        "before": LEGACY_REVISIONS[3],
+        "after": HEAD,
+        "legacy_schema_version": 3,
+    }
+    assert "dropped the schema_version table" in err
+    assert table_rows(engine) == rows
+    assert cli.main(["db", "upgrade", "--db", url]) == cli.EXIT_OK
+    assert json.loads(capsys.readouterr().out) == {
+        "before": HEAD,
+        "after": HEAD,
+        "legacy_schema_version": None,
+    }
+
+
+def test_db_upgrade_refuses_what_is_not_a_database_url(capsys):
+    assert cli.main(["db", "upgrade", "--db", "not a url"]) == cli.EXIT_USAGE
+    assert "--db is not a database URL" in capsys.readouterr().err
+
+
+def test_alembic_commands_run_on_the_shipped_revisions_with_no_ini_file(url, engine, tmp_path):
+    def dba(*args: str) -> str:
+        return subprocess.run(
+            [sys.executable, "-m", "pipelines.store.dba", "--db", url, *args],
+            env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)},
+            cwd=tmp_path,  # no alembic.ini here, nor in any folder above
+            check=True,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        ).stdout
+
+    dba("upgrade", "head")
+    assert dba("current").split() == [HEAD, "(head)"]
+    dba("downgrade", LEGACY_REVISIONS[2])
+    assert "reviews" not in inspect(engine).get_table_names()
+    assert dba("current").split() == [LEGACY_REVISIONS[2]]
+    assert migrate(engine) == Upgrade(before=LEGACY_REVISIONS[2], after=HEAD)

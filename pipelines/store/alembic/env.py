@@ -2,14 +2,17 @@
 
 ``pipelines.store.migrations.upgrade`` runs it on a connection it has already locked and opened
 a transaction on, handed over in ``config.attributes["connection"]``; the revisions then run
-inside that transaction and commit with it. Without a connection (Alembic's own command line),
-it connects to the ``sqlalchemy.url`` of the configuration.
+inside that transaction and commit with it. Without a connection (Alembic's own command line,
+``python -m pipelines.store.dba``), it connects to the configuration's ``sqlalchemy.url`` and
+takes the same lock.
 """
 
 from __future__ import annotations
 
 from alembic import context
 from sqlalchemy import Connection, create_engine, pool
+
+from pipelines.store.migrations import locked_transaction
 
 
 def run_on(connection: Connection) -> None:
@@ -31,7 +34,7 @@ def run() -> None:
         return
     engine = create_engine(config.get_main_option("sqlalchemy.url"), poolclass=pool.NullPool)
     try:
-        with engine.connect() as connection:
+        with locked_transaction(engine) as connection:
             run_on(connection)
     finally:
         engine.dispose()

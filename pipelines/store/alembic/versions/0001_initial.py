@@ -1,5 +1,7 @@
-"""Schema version 1: one moderation row per video, content version and model version, and one
-row per scan. Times are naive UTC.
+"""Schema version 1: moderation results and scan runs.
+
+One moderation row per video, content version and model version, and one row per scan. Times
+are naive UTC.
 
 Revision ID: 0001_initial
 Revises: none

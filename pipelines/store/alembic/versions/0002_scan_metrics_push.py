@@ -1,4 +1,4 @@
-"""Schema version 2: whether each scan's metrics reached the Prometheus Pushgateway.
+"""Schema version 2: whether each scan's metrics reached the Pushgateway.
 
 ``metrics_push`` is NULL while the run is going, then 'pushed', 'failed' (``metrics_push_error``
 says why; the scan's rows are unaffected) or 'disabled' (no Pushgateway was configured).

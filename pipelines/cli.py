@@ -446,11 +446,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("db", help="operate on the moderation database's schema")
     db = p.add_subparsers(dest="db_command", required=True, metavar="DB_COMMAND")
-    p = db.add_parser(
-        "upgrade",
-        help="migrate the schema to the newest revision (waits for a concurrent upgrade); "
-        "prints the revision before and after",
+    about = (
+        "migrate the schema to the newest revision (waits for a concurrent upgrade); "
+        "prints the revision before and after"
     )
+    p = db.add_parser("upgrade", help=about, description=about)
     p.add_argument(
         "--db",
         default=DEFAULT_DB_URL,

@@ -10,13 +10,12 @@ setup(
     name="deeptrust",
     version="0.1.0",
     description="Batch deepfake moderation for videos in object storage",
-    packages=[
-        *find_packages(include=["model", "model.*", "pipelines", "pipelines.*"]),
-        "infra.migrations",
-    ],
-    # The SQL migrations travel with the code, so an installed copy (the worker image, a wheel)
-    # finds them beside ``pipelines/`` just as a checkout does.
-    package_data={"infra.migrations": ["*.sql"]},
+    packages=find_packages(include=["model", "model.*", "pipelines", "pipelines.*"]),
+    # The Alembic revisions travel with the code, so an installed copy (the worker image, a
+    # wheel) migrates its database just as a checkout does.
+    package_data={
+        "pipelines.store": ["alembic/*.py", "alembic/script.py.mako", "alembic/versions/*.py"]
+    },
     python_requires=">=3.11,<3.12",
     install_requires=[
         "apache-beam[aws]==2.77.0",
@@ -27,6 +26,7 @@ setup(
         "scikit-image==0.26.0",
         "matplotlib==3.11.2",
         "SQLAlchemy==2.1.9",
+        "alembic==1.20.1",
         "psycopg[binary]==3.3.9",
         "prometheus-client==0.26.0",
         "boto3==1.44.8",

@@ -273,6 +273,32 @@ def cmd_review(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_db_upgrade(args: argparse.Namespace) -> int:
+    from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+
+    from pipelines.store.database import connect
+    from pipelines.store.migrations import migrate
+
+    try:
+        engine = connect(args.db)
+    except ArgumentError as err:
+        raise ValueError(f"--db is not a database URL: {err}") from err
+    try:
+        done = migrate(engine)
+    except SQLAlchemyError as err:
+        progress(f"deeptrust db upgrade: the database failed: {type(err).__name__}: {err}")
+        return EXIT_FAILED
+    finally:
+        engine.dispose()
+    if done.legacy_version is not None:
+        progress(
+            f"deeptrust db upgrade: adopted schema_version {done.legacy_version} "
+            f"as revision {done.before} and dropped the schema_version table"
+        )
+    emit({"before": done.before, "after": done.after, "legacy_schema_version": done.legacy_version})
+    return EXIT_OK
+
+
 def add_detector_options(parser: argparse.ArgumentParser) -> None:
     from model.config import DecisionConfig, SamplingConfig
 
@@ -486,6 +512,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="SQLAlchemy URL of the moderation database (default: %(default)s)",
     )
     p.set_defaults(func=cmd_review)
+
+    p = sub.add_parser("db", help="operate on the moderation database's schema")
+    db = p.add_subparsers(dest="db_command", required=True, metavar="DB_COMMAND")
+    about = (
+        "migrate the schema to the newest revision (waits for a concurrent upgrade); "
+        "prints the revision before and after"
+    )
+    p = db.add_parser("upgrade", help=about, description=about)
+    p.add_argument(
+        "--db",
+        default=DEFAULT_DB_URL,
+        help="SQLAlchemy URL of the moderation database (default: %(default)s)",
+    )
+    p.set_defaults(func=cmd_db_upgrade)
     return parser
 
 

@@ -1,79 +1,244 @@
-"""The migrator: versioned SQL files applied once each, on SQLite and PostgreSQL."""
+"""The schema under Alembic: fresh and legacy databases reach the newest revision, once, without
+losing a row, and starts that race wait for each other; on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
 import sys
+from datetime import datetime
 from pathlib import Path
 
 import pytest
-from sqlalchemy import inspect, text
+from alembic import command
+from sqlalchemy import Engine, inspect, text
 
+from pipelines import cli
 from pipelines.store.database import connect
-from pipelines.store.migrations import MIGRATIONS_DIR, Migration, find_migrations, migrate
+from pipelines.store.migrations import (
+    LEGACY_REVISIONS,
+    SCRIPTS,
+    Upgrade,
+    alembic_config,
+    migrate,
+    revisions,
+)
+
+# The SQL files of the hand-written migrator, as earlier releases shipped them.
+LEGACY_SQL = Path(__file__).resolve().parent / "legacy_migrations"
+HEAD = revisions()[-1]
+SCHEMA_TABLES = {"moderation_results", "scan_runs", "reviews"}
+KEY = {"video_uri": "s3://b/a.mp4", "content_version": "etag:1", "model_version": "m1"}
+WHEN = datetime(2026, 11, 30, 12, 0, 0)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
-def engine(request, tmp_path):
-    url = (
-        f"sqlite:///{tmp_path / 'm.db'}"
-        if request.param == "sqlite"
-        else request.getfixturevalue("pg_url")
-    )
+def url(request, tmp_path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'm.db'}"
+    return request.getfixturevalue("pg_url")
+
+
+@pytest.fixture
+def engine(url):
     engine = connect(url)
     yield engine
     engine.dispose()
 
 
-def test_a_fresh_database_gets_the_schema_once(engine):
-    assert migrate(engine) == [m.version for m in find_migrations()]
-    assert migrate(engine) == []
-    tables = set(inspect(engine).get_table_names())
-    assert {"moderation_results", "scan_runs", "schema_version"} <= tables
+def make_legacy(engine: Engine, version: int) -> None:
+    """The database the hand-written migrator left at ``version``: its files and its table."""
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "CREATE TABLE schema_version ("
+                "version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TIMESTAMP NOT NULL)"
+            )
+        )
+    for path in sorted(LEGACY_SQL.glob("*.sql"))[:version]:
+        lines = [s for s in path.read_text().splitlines() if not s.strip().startswith("--")]
+        with engine.begin() as conn:
+            for statement in filter(None, (s.strip() for s in "\n".join(lines).split(";"))):
+                conn.exec_driver_sql(statement)
+            number, name = path.stem.split("_", 1)
+            conn.execute(
+                text("INSERT INTO schema_version VALUES (:v, :n, :t)"),
+                {"v": int(number), "n": name, "t": WHEN},
+            )
+
+
+def add_rows(engine: Engine, version: int) -> None:
+    """A scan, its flagged row and, from version 3, a moderator's decision on it."""
+    review = "confirmed" if version >= 3 else "pending"
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO scan_runs (run_id, started_at, input_uri, model_version, runner,"
+                " status, videos_seen, scored, flagged)"
+                " VALUES ('run-1', :t, 's3://b/', 'm1', 'DirectRunner', 'succeeded', 1, 1, 1)"
+            ),
+            {"t": WHEN},
+        )
+        conn.execute(
+            text(
+                "INSERT INTO moderation_results (video_uri, content_version, model_version,"
+                " run_id, scanned_at, status, score, flagged, review_status)"
+                " VALUES (:video_uri, :content_version, :model_version, 'run-1', :t, 'scored',"
+                " 0.9, :flagged, :review)"
+            ),
+            KEY | {"t": WHEN, "flagged": True, "review": review},
+        )
+        if version >= 3:
+            conn.execute(
+                text(
+                    "INSERT INTO reviews VALUES ('r-1', :video_uri, :content_version,"
+                    " :model_version, 'confirmed', 'a note', 'ana', :t)"
+                ),
+                KEY | {"t": WHEN},
+            )
+
+
+def table_rows(engine: Engine) -> dict[str, list[tuple]]:
+    names = SCHEMA_TABLES & set(inspect(engine).get_table_names())
     with engine.connect() as conn:
-        versions = conn.execute(text("SELECT version, name FROM schema_version")).all()
-    assert versions == [(m.version, m.name) for m in find_migrations()]
+        return {
+            name: [tuple(r) for r in conn.execute(text(f"SELECT * FROM {name} ORDER BY 1"))]
+            for name in names
+        }
 
 
-def test_only_newer_migrations_are_applied(engine, tmp_path):
-    folder = tmp_path / "migrations"
-    shutil.copytree(MIGRATIONS_DIR, folder)
-    assert migrate(engine, folder) == [m.version for m in find_migrations()]
-    (folder / "9999_add_notes.sql").write_text(
-        "-- a later change\nALTER TABLE moderation_results ADD COLUMN notes TEXT;\n"
-    )
-    assert migrate(engine, folder) == [9999]
-    columns = {c["name"] for c in inspect(engine).get_columns("moderation_results")}
-    assert "notes" in columns
-    assert migrate(engine, folder) == []
+def schema(engine: Engine) -> dict[str, dict]:
+    """What the tables are: columns, keys, indexes and checks, as the database reports them."""
+    found = inspect(engine)
+    return {
+        name: {
+            "columns": [
+                (c["name"], str(c["type"]), c["nullable"], c["default"])
+                for c in found.get_columns(name)
+            ],
+            "primary_key": found.get_pk_constraint(name)["constrained_columns"],
+            "foreign_keys": [
+                (fk["constrained_columns"], fk["referred_table"], fk["referred_columns"])
+                for fk in found.get_foreign_keys(name)
+            ],
+            "indexes": sorted((i["name"], i["column_names"]) for i in found.get_indexes(name)),
+            "checks": sorted(c["sqltext"] for c in found.get_check_constraints(name)),
+            "constraint_names": sorted(
+                filter(None, (c["name"] for c in found.get_check_constraints(name)))
+            )
+            if engine.dialect.name == "postgresql"
+            else None,
+        }
+        for name in sorted(SCHEMA_TABLES)
+    }
 
 
-def test_stray_files_in_the_migrations_folder_are_refused(tmp_path):
-    (tmp_path / "initial.sql").write_text("SELECT 1;")
-    with pytest.raises(ValueError, match=r"NNNN_what\.sql"):
-        find_migrations(tmp_path)
+def test_a_fresh_database_reaches_the_newest_revision_once(engine):
+    assert revisions() == list(LEGACY_REVISIONS.values())
+    assert migrate(engine) == Upgrade(before=None, after=HEAD)
+    assert migrate(engine) == Upgrade(before=HEAD, after=HEAD)
+    tables = set(inspect(engine).get_table_names())
+    assert tables == SCHEMA_TABLES | {"alembic_version"}
+    columns = {c["name"] for c in inspect(engine).get_columns("scan_runs")}
+    assert {"metrics_push", "metrics_push_error"} <= columns
 
 
-def test_statements_split_on_semicolons_without_comments(tmp_path):
-    path = tmp_path / "0001_x.sql"
-    path.write_text(
-        "-- header; with a semicolon\nCREATE TABLE a (x INTEGER);\n\nCREATE TABLE b (y TEXT);\n"
-    )
-    assert Migration(1, "x", path).statements() == [
-        "CREATE TABLE a (x INTEGER)",
-        "CREATE TABLE b (y TEXT)",
+@pytest.mark.parametrize("version", [1, 2, 3])
+def test_a_legacy_database_upgrades_in_place_keeping_every_row(engine, version):
+    make_legacy(engine, version)
+    add_rows(engine, version)
+    before = table_rows(engine)
+
+    upgraded = migrate(engine)
+
+    assert upgraded == Upgrade(before=LEGACY_REVISIONS[version], after=HEAD, legacy_version=version)
+    assert set(inspect(engine).get_table_names()) == SCHEMA_TABLES | {"alembic_version"}
+    after = table_rows(engine)
+    # Columns added by the upgrade come last, so each old row is the start of its new row.
+    for name, rows in before.items():
+        assert [row[: len(rows[0])] for row in after[name]] == rows
+    assert len(after["moderation_results"]) == 1
+    assert len(after["reviews"]) == (1 if version >= 3 else 0)
+    assert migrate(engine) == Upgrade(before=HEAD, after=HEAD)
+
+
+def test_a_legacy_database_ends_with_the_schema_a_fresh_one_gets(engine):
+    make_legacy(engine, 3)
+    migrate(engine)
+    upgraded = schema(engine)
+    with engine.begin() as conn:
+        command.downgrade(alembic_config(conn), "base")
+    assert set(inspect(engine).get_table_names()) == {"alembic_version"}
+
+    migrate(engine)
+
+    assert schema(engine) == upgraded
+
+
+def test_a_newer_legacy_version_is_refused_untouched(engine):
+    make_legacy(engine, 3)
+    with engine.begin() as conn:
+        conn.execute(text("INSERT INTO schema_version VALUES (4, 'later', :t)"), {"t": WHEN})
+
+    with pytest.raises(ValueError, match="version 4, newer than this release knows"):
+        migrate(engine)
+
+    assert "alembic_version" not in inspect(engine).get_table_names()
+    assert "schema_version" in inspect(engine).get_table_names()
+
+
+# A start of its own process: it says it is ready, waits for "go", upgrades and prints the result.
+STARTER = """
+import json, sys
+from pipelines import cli
+from pipelines.store.database import connect
+from pipelines.store.migrations import migrate
+engine = connect(sys.argv[1])
+print("ready", flush=True)
+sys.stdin.readline()
+print(json.dumps(migrate(engine).__dict__), flush=True)
+"""
+
+
+@pytest.mark.parametrize("legacy", [None, 2], ids=["fresh", "legacy-v2"])
+def test_concurrent_starts_wait_for_each_others_upgrade(url, legacy):
+    if legacy is not None:
+        setup = connect(url)
+        make_legacy(setup, legacy)
+        setup.dispose()
+    starts = [
+        subprocess.Popen(
+            [sys.executable, "-c", STARTER, url],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)},
+        )
+        for _ in range(2)
     ]
+    for start in starts:
+        assert start.stdout.readline() == "ready\n"
+    for start in starts:
+        start.stdin.write("go\n")
+        start.stdin.flush()
+    outputs = [start.communicate(timeout=120)[0] for start in starts]
+
+    assert [start.returncode for start in starts] == [0, 0], outputs
+    results = [Upgrade(**json.loads(out)) for out in outputs]
+    first = Upgrade(LEGACY_REVISIONS[legacy], HEAD, legacy) if legacy else Upgrade(None, HEAD)
+    # One start did the upgrade; the other waited for it and found the newest schema.
+    assert sorted(results, key=repr) == sorted([first, Upgrade(HEAD, HEAD)], key=repr)
 
 
-def test_an_installed_copy_finds_its_migrations(tmp_path):
+def test_an_installed_copy_finds_its_revisions(tmp_path):
     # A wheel built from a copy of the sources (so nothing is built inside the checkout),
     # installed into a folder of its own and imported from there, away from the checkout.
     root = Path(__file__).resolve().parent.parent
     source = tmp_path / "source"
     skip = shutil.ignore_patterns("__pycache__", "*.pyc")
-    for part in ("model", "pipelines", "infra/migrations"):
+    for part in ("model", "pipelines"):
         shutil.copytree(root / part, source / part, ignore=skip)
     shutil.copy(root / "setup.py", source)
     pip = [sys.executable, "-m", "pip", "-q", "--disable-pip-version-check"]
@@ -82,17 +247,70 @@ def test_an_installed_copy_finds_its_migrations(tmp_path):
     subprocess.run(build, check=True, capture_output=True, cwd=source, timeout=300)
     install = [*pip, "install", "--no-deps", "--target", str(site), *map(str, wheels.glob("*.whl"))]
     subprocess.run(install, check=True, capture_output=True, timeout=300)
-    listing = (
-        "from pipelines.store.migrations import find_migrations as f; print(*(m.path for m in f()))"
+    upgrade = (
+        "import sys; from pipelines.store import migrations as m;"
+        " from pipelines.store.database import connect;"
+        " print(m.SCRIPTS); print(*m.revisions()); print(m.migrate(connect(sys.argv[1])).after)"
     )
-    found = subprocess.run(
-        [sys.executable, "-c", listing],
+    db_url = f"sqlite:///{tmp_path / 'installed.db'}"
+    scripts, found, after = subprocess.run(
+        [sys.executable, "-c", upgrade, db_url],
         env={**os.environ, "PYTHONPATH": str(site)},
         cwd=tmp_path,
         check=True,
         capture_output=True,
         text=True,
         timeout=120,
-    ).stdout.split()
-    assert [Path(p).name for p in found] == sorted(p.name for p in MIGRATIONS_DIR.glob("*.sql"))
-    assert all(Path(p).is_relative_to(site) for p in found)
+    ).stdout.splitlines()
+    assert Path(scripts).is_relative_to(site)
+    assert Path(scripts) != SCRIPTS
+    assert found.split() == revisions()
+    assert after == HEAD
+
+
+def test_db_upgrade_adopts_a_legacy_database_and_prints_both_revisions(url, engine, capsys):
+    make_legacy(engine, 3)
+    add_rows(engine, 3)
+    rows = table_rows(engine)
+
+    assert cli.main(["db", "upgrade", "--db", url]) == cli.EXIT_OK
+
+    out, err = capsys.readouterr()
+    assert json.loads(out.splitlines()[-1]) == {
+        "before": LEGACY_REVISIONS[3],
+        "after": HEAD,
+        "legacy_schema_version": 3,
+    }
+    assert "dropped the schema_version table" in err
+    assert table_rows(engine) == rows
+    assert cli.main(["db", "upgrade", "--db", url]) == cli.EXIT_OK
+    assert json.loads(capsys.readouterr().out) == {
+        "before": HEAD,
+        "after": HEAD,
+        "legacy_schema_version": None,
+    }
+
+
+def test_db_upgrade_refuses_what_is_not_a_database_url(capsys):
+    assert cli.main(["db", "upgrade", "--db", "not a url"]) == cli.EXIT_USAGE
+    assert "--db is not a database URL" in capsys.readouterr().err
+
+
+def test_alembic_commands_run_on_the_shipped_revisions_with_no_ini_file(url, engine, tmp_path):
+    def dba(*args: str) -> str:
+        return subprocess.run(
+            [sys.executable, "-m", "pipelines.store.dba", "--db", url, *args],
+            env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)},
+            cwd=tmp_path,  # no alembic.ini here, nor in any folder above
+            check=True,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        ).stdout
+
+    dba("upgrade", "head")
+    assert dba("current").split() == [HEAD, "(head)"]
+    dba("downgrade", LEGACY_REVISIONS[2])
+    assert "reviews" not in inspect(engine).get_table_names()
+    assert dba("current").split() == [LEGACY_REVISIONS[2]]
+    assert migrate(engine) == Upgrade(before=LEGACY_REVISIONS[2], after=HEAD)

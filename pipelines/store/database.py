@@ -1,18 +1,21 @@
 """The moderation tables through SQLAlchemy: row shapes, idempotent upserts, scan bookkeeping.
 
-Tables are reflected from the database that the migrator built, so ``infra/migrations/`` stays
-the one definition of the schema. Every statement is parameterized. Times are naive UTC, which
-SQLite and PostgreSQL ``TIMESTAMP`` columns both store unchanged.
+Tables are reflected from the database that the migrations built, so the Alembic revisions in
+``alembic/versions/`` stay the one definition of the schema. Every statement is parameterized.
+Times are naive UTC, which SQLite and PostgreSQL ``TIMESTAMP`` columns both store unchanged.
 
 Every transaction of a scan goes through ``transaction``, which retries it with exponential
 back-off when the database is unreachable or drops the connection. That is safe because each one
-is a read, an idempotent upsert, or an update that sets rather than adds.
+is a read, an idempotent upsert, or an update that sets rather than adds. A database that refuses
+for good (it does not exist, the role does not, the password is wrong) is never retried: it
+raises ``DatabaseRefused`` at once.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -31,7 +34,7 @@ from sqlalchemy import (
     select,
 )
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, SQLAlchemyError
 
 RESULT_KEY = ("video_uri", "content_version", "model_version")
 # A moderator's decision survives a re-scan of the same video by the same model.
@@ -39,6 +42,22 @@ DECIDED = ("confirmed", "dismissed")
 _INSERTS = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}
 _LOG = logging.getLogger(__name__)
 T = TypeVar("T")
+# SQLSTATEs that no retry can change: invalid_catalog_name (no such database) and class 28,
+# invalid authorization (no such role, wrong password, no pg_hba.conf entry).
+_PERMANENT_SQLSTATES = ("3D000", "28")
+# Errors met while connecting carry no SQLSTATE in psycopg, only the server's message.
+_PERMANENT_MESSAGE = re.compile(
+    r'(database|role) "[^"]*" does not exist'
+    r"|password authentication failed"
+    r"|authentication failed for user"
+    r"|no pg_hba\.conf entry"
+    r"|no password supplied"
+    r"|permission denied for database"
+)
+
+
+class DatabaseRefused(SQLAlchemyError):
+    """The database refused in a way no retry can change: a wrong ``--db``, role or password."""
 
 
 @dataclass(frozen=True)
@@ -64,22 +83,43 @@ def _lost_connection(err: DBAPIError) -> bool:
     return err.connection_invalidated or isinstance(err, (OperationalError, InterfaceError))
 
 
+def _reason(err: DBAPIError) -> str:
+    """The driver's own first line, never the URL: it may hold a password."""
+    if err.orig is None:
+        return type(err).__name__
+    return str(err.orig).splitlines()[0]
+
+
+def refusal(err: DBAPIError) -> DatabaseRefused | None:
+    """A ``DatabaseRefused`` when ``err`` is permanent (by SQLSTATE, else by message), else None."""
+    sqlstate = getattr(err.orig, "sqlstate", None) or ""
+    message = str(err.orig) if err.orig is not None else ""
+    if not sqlstate.startswith(_PERMANENT_SQLSTATES) and not _PERMANENT_MESSAGE.search(message):
+        return None
+    reason = _reason(err).removeprefix("connection failed: ")
+    return DatabaseRefused(f"{reason} (a permanent error: not retried)")
+
+
 def transaction(engine: Engine, work: Callable[[Connection], T], retry: Retry = ONCE) -> T:
-    """``work(conn)`` in one transaction, tried again after a lost or refused connection."""
+    """``work(conn)`` in one transaction, tried again after a lost or refused connection.
+
+    Raises ``DatabaseRefused`` at the first permanent error (see ``refusal``).
+    """
     attempt = 1
     while True:
         try:
             with engine.begin() as conn:
                 return work(conn)
         except DBAPIError as err:
+            refused = refusal(err)
+            if refused is not None:
+                raise refused from err
             if attempt >= retry.attempts or not _lost_connection(err):
                 raise
             pause = retry.backoff_s * 2 ** (attempt - 1)
-            # The driver's own message, never the URL: it may hold a password.
-            reason = str(err.orig).splitlines()[0] if err.orig is not None else type(err).__name__
             _LOG.warning(
                 "database unavailable (%s); attempt %d of %d, retrying in %.2f s",
-                reason,
+                _reason(err),
                 attempt,
                 retry.attempts,
                 pause,

@@ -8,8 +8,9 @@ import pytest
 
 from pipelines import cli
 
+pytestmark = pytest.mark.e2e
 
-@pytest.mark.slow
+
 def test_demo_trains_scans_and_prints_the_flagged_videos(tmp_path, capsys):
     assert cli.main(["demo", "--out", str(tmp_path), "--videos", "8", "--seed", "2"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()

@@ -9,13 +9,14 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import BACKENDS
 from sqlalchemy import inspect, text
 
 from pipelines.store.database import connect
 from pipelines.store.migrations import MIGRATIONS_DIR, Migration, find_migrations, migrate
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=BACKENDS)
 def engine(request, tmp_path):
     url = (
         f"sqlite:///{tmp_path / 'm.db'}"
@@ -50,12 +51,14 @@ def test_only_newer_migrations_are_applied(engine, tmp_path):
     assert migrate(engine, folder) == []
 
 
+@pytest.mark.unit
 def test_stray_files_in_the_migrations_folder_are_refused(tmp_path):
     (tmp_path / "initial.sql").write_text("SELECT 1;")
     with pytest.raises(ValueError, match=r"NNNN_what\.sql"):
         find_migrations(tmp_path)
 
 
+@pytest.mark.unit
 def test_statements_split_on_semicolons_without_comments(tmp_path):
     path = tmp_path / "0001_x.sql"
     path.write_text(
@@ -67,6 +70,7 @@ def test_statements_split_on_semicolons_without_comments(tmp_path):
     ]
 
 
+@pytest.mark.e2e
 def test_an_installed_copy_finds_its_migrations(tmp_path):
     # A wheel built from a copy of the sources (so nothing is built inside the checkout),
     # installed into a folder of its own and imported from there, away from the checkout.

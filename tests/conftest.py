@@ -4,8 +4,8 @@ Every test carries exactly one tier marker (``unit``, ``component`` or ``e2e``, 
 pyproject.toml); collection fails otherwise. ``pytest -m "not e2e"`` is the fast loop.
 
 TensorFlow is split into two logical CPU devices before the first test that may touch it, so
-tests can run the detector under a real MirroredStrategy without a GPU. Unit tests never import
-TensorFlow.
+tests can run the detector under a real MirroredStrategy without a GPU. This file does not import
+TensorFlow itself, so unit tests of modules that do without it run without it.
 """
 
 from __future__ import annotations

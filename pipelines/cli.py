@@ -189,10 +189,12 @@ def cmd_bench(args: argparse.Namespace) -> int:
         corpus=args.corpus,
         short_seconds=args.short_seconds,
         long_seconds=args.long_seconds,
-        options=args.compare_options,
         seed=args.seed,
     )
-    result = run_bench(settings, progress)
+    measure_options = None
+    if args.compare_options:
+        from pipelines.bench.options import measure_options
+    result = run_bench(settings, progress, measure_options)
     if args.json:
         emit(result)
     else:

@@ -1,29 +1,71 @@
 """Shared fixtures: a small synthetic corpus and a small trained bundle, made once per session.
 
-TensorFlow is split into two logical CPU devices before anything else touches it, so tests can
-run the detector under a real MirroredStrategy without a GPU.
+Every test carries exactly one tier marker (``unit``, ``component`` or ``e2e``, see
+pyproject.toml); collection fails otherwise. ``pytest -m "not e2e"`` is the fast loop.
+
+TensorFlow is split into two logical CPU devices before the first test that may touch it, so
+tests can run the detector under a real MirroredStrategy without a GPU. This file does not import
+TensorFlow itself, so unit tests of modules that do without it run without it.
 """
 
 from __future__ import annotations
 
 import os
+import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import pytest
-import tensorflow as tf
 
-_cpus = tf.config.list_physical_devices("CPU")
-tf.config.set_logical_device_configuration(
-    _cpus[0], [tf.config.LogicalDeviceConfiguration(), tf.config.LogicalDeviceConfiguration()]
-)
-
-from model.config import (  # noqa: E402
+from model.config import (
     BackboneConfig,
     DetectorConfig,
     FaceCropConfig,
     SamplingConfig,
 )
+
+TIERS = ("unit", "component", "e2e")
+# The databases a store test runs against: SQLite in-process, the machine's PostgreSQL as e2e.
+BACKENDS = [
+    pytest.param("sqlite", marks=pytest.mark.component),
+    pytest.param("postgresql", marks=pytest.mark.e2e),
+]
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Refuse a test with no tier or more than one, before ``-m`` picks any of them."""
+    wrong = []
+    for item in items:
+        tiers = sorted({mark.name for mark in item.iter_markers() if mark.name in TIERS})
+        if len(tiers) != 1:
+            wrong.append(f"  {item.nodeid}: {', '.join(tiers) or 'no tier'}")
+    if wrong:
+        raise pytest.UsageError(
+            f"every test needs exactly one of the markers {', '.join(TIERS)}:\n" + "\n".join(wrong)
+        )
+
+
+def split_cpu_in_two() -> None:
+    """Two logical CPU devices for TensorFlow; a no-op once done.
+
+    TensorFlow accepts this only before it initialises its devices, so it runs before the first
+    test that is not a unit test, and before every test once anything has imported TensorFlow.
+    """
+    import tensorflow as tf
+
+    (cpu, *_) = tf.config.list_physical_devices("CPU")
+    if tf.config.get_logical_device_configuration(cpu) is None:
+        tf.config.set_logical_device_configuration(
+            cpu, [tf.config.LogicalDeviceConfiguration(), tf.config.LogicalDeviceConfiguration()]
+        )
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    if "tensorflow" in sys.modules or item.get_closest_marker("unit") is None:
+        split_cpu_in_two()
+
 
 # Small enough to train in well under a minute on 2 cores, shaped like the real thing.
 SMALL_CONFIG = DetectorConfig(

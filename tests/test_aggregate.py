@@ -14,6 +14,8 @@ from model.aggregate import segments, video_score
 from model.config import DecisionConfig, SamplingConfig
 from model.frames import plan_windows, window_span
 
+pytestmark = pytest.mark.unit
+
 scores = st.lists(st.floats(0.0, 1.0), min_size=1, max_size=64)
 fractions = st.floats(0.01, 1.0)
 

@@ -47,7 +47,7 @@ def bench_result(bundle):
     return json.loads(out.strip().splitlines()[-1])
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 def test_json_holds_every_measurement_of_the_contract(bench_result):
     for key in CONTRACT:
         assert isinstance(bench_result[key], float) and bench_result[key] > 0, key
@@ -57,7 +57,7 @@ def test_json_holds_every_measurement_of_the_contract(bench_result):
     assert bench_result["videos"] == 2
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 def test_ratios_are_computed_from_the_measured_rates(bench_result):
     r = bench_result
     # Ratios are rounded to 3 decimals; this tiny run's start-up makes scan/model small enough
@@ -73,7 +73,7 @@ def test_ratios_are_computed_from_the_measured_rates(bench_result):
     assert r["scan_videos_per_min"] == pytest.approx(60 * r["videos"] / r["scan_seconds"], rel=0.02)
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 def test_the_scan_counts_every_window_of_the_whole_video(bench_result, bundle):
     """3-second videos at 25 fps: every window the plan spreads over them, not the first one."""
     config = detector_config(read_manifest(bundle))
@@ -83,13 +83,14 @@ def test_the_scan_counts_every_window_of_the_whole_video(bench_result, bundle):
     assert bench_result["frames_per_video"] == planned
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 def test_the_text_report_shows_the_numbers(bench_result):
     text = format_report(bench_result)
     assert f"{bench_result['scan_fps']:8.2f} frames/s" in text
     assert f"scan/model {bench_result['scan_vs_model']}" in text
 
 
+@pytest.mark.component
 def test_loop_clip_plays_forth_and_back_to_the_length_asked(corpus, tmp_path):
     source = list_videos(corpus)[0]
     out = loop_clip(source, tmp_path / "long.mp4", seconds=12.0)
@@ -99,6 +100,7 @@ def test_loop_clip_plays_forth_and_back_to_the_length_asked(corpus, tmp_path):
     assert count == round(12.0 * fps)
 
 
+@pytest.mark.component
 def test_prototype_reads_every_second_frame_from_the_start(corpus):
     path = list_videos(corpus)[0]
     frames = first_frames(path, 5)
@@ -112,11 +114,13 @@ def test_prototype_reads_every_second_frame_from_the_start(corpus):
         np.testing.assert_array_equal(got, want)
 
 
+@pytest.mark.unit
 def test_scan_shape_follows_the_scan_options():
     assert scan_shape(["--direct_num_workers=2", "--min_batch_windows=8"]) == (8, 2)
     assert scan_shape([]) == (16, 1)
 
 
+@pytest.mark.e2e
 def test_option_rows_are_ratios_to_their_baseline(bundle, tmp_path):
     detector, manifest = load_bundle(str(bundle))
     space = Workspace(tmp_path, str(tmp_path), [], str(bundle), detector, manifest)
@@ -132,7 +136,7 @@ def test_option_rows_are_ratios_to_their_baseline(bundle, tmp_path):
             assert r["ratio"] == 1.0
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 def test_onednn_rows_run_each_setting_in_a_process_of_its_own(bundle, tmp_path, monkeypatch):
     monkeypatch.setenv(ONEDNN_ENV, "left alone")
     detector, manifest = load_bundle(str(bundle))

@@ -18,6 +18,8 @@ from model.bundle import (
 )
 from model.errors import BundleError
 
+pytestmark = pytest.mark.e2e
+
 
 def test_bundle_records_what_a_scan_needs(bundle, small_config):
     manifest = read_manifest(bundle)

@@ -17,6 +17,7 @@ def last_json(text: str) -> dict:
     return json.loads(text.strip().splitlines()[-1])
 
 
+@pytest.mark.component
 def test_help_lists_the_commands():
     out = subprocess.run(
         [sys.executable, "-m", "pipelines.cli", "--help"],
@@ -38,7 +39,7 @@ def holdout(tmp_path_factory):
     return out
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 def test_evaluate_json_on_a_corpus_of_another_seed(bundle, holdout, tmp_path, capsys):
     code = main(
         [
@@ -65,7 +66,7 @@ def test_evaluate_json_on_a_corpus_of_another_seed(bundle, holdout, tmp_path, ca
     assert (tmp_path / "report" / "scores.png").stat().st_size > 1000
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 def test_score_a_full_hd_clip_with_audio(bundle, tmp_path, capsys):
     clip = make_clip(tmp_path / "upload.mp4", width=1920, height=1080, seconds=26, audio=True)
     assert main(["score", str(clip), "--model", str(bundle)]) == 0
@@ -83,6 +84,7 @@ def test_score_a_full_hd_clip_with_audio(bundle, tmp_path, capsys):
     assert verdict["frames_analyzed"] == sum(8 for _ in segments)
 
 
+@pytest.mark.e2e
 def test_score_reports_an_undecodable_upload(bundle, tmp_path, capsys):
     fake_video = tmp_path / "notes.mp4"
     fake_video.write_text("not a video\n")
@@ -92,6 +94,7 @@ def test_score_reports_an_undecodable_upload(bundle, tmp_path, capsys):
     assert verdict["error_reason"] == "unreadable"
 
 
+@pytest.mark.e2e
 def test_tampered_bundle_exits_non_zero(bundle, tmp_path, capsys):
     copy = tmp_path / "bundle"
     shutil.copytree(bundle, copy)
@@ -102,6 +105,7 @@ def test_tampered_bundle_exits_non_zero(bundle, tmp_path, capsys):
     assert "refused model bundle" in capsys.readouterr().err
 
 
+@pytest.mark.component
 def test_missing_data_is_a_usage_error(tmp_path, capsys):
     assert main(["evaluate", str(tmp_path / "nowhere"), "--model", str(tmp_path)]) == 2
     assert "error" in capsys.readouterr().err

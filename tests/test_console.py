@@ -9,6 +9,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.component
 ROOT = Path(__file__).resolve().parents[1]
 STEPS = ["features: 1/3 videos", "a message of its own", "features: 2/3 videos"]
 STEPS += ["features: 3/3 videos"]

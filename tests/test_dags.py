@@ -22,6 +22,8 @@ import pytest
 from scanning import scan_runs, table
 from sqlalchemy import make_url
 
+pytestmark = pytest.mark.e2e
+
 ROOT = Path(__file__).resolve().parents[1]
 DAGS = ROOT / "dags"
 RUNNER = Path(__file__).with_name("airflow_runner.py")
@@ -165,7 +167,6 @@ def test_dags_parse_fast_without_tensorflow_or_beam(airflow_env):
         assert task["on_failure_callback"]
 
 
-@pytest.mark.slow
 def test_nightly_run_waits_for_its_day_then_scans_exactly_it(
     deployment, uploads, s3_server, pg_url, bundle
 ):
@@ -232,7 +233,6 @@ def test_nightly_run_without_a_model_fails_at_once_and_alerts(deployment, upload
     assert result["asset_events"] == []
 
 
-@pytest.mark.slow
 def test_backfill_in_three_shards_scores_each_video_once_then_none(deployment, uploads, pg_url):
     conf = json.dumps({"prefix": f"s3://{BUCKET}/uploads", "shards": 3})
     videos = sorted(uri for day in uploads.values() for uri in day)

@@ -39,6 +39,7 @@ def select_one(url: str, retry: database.Retry) -> None:
         engine.dispose()
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize(
     ("url", "says"),
     [(NO_DATABASE, 'database "no_such_db" does not exist'), (NO_ROLE, 'role "no_such_role"')],
@@ -53,6 +54,7 @@ def test_a_permanent_refusal_is_tried_once_and_says_why(url, says, attempts):
     assert "not retried" in str(refused.value)
 
 
+@pytest.mark.component
 def test_a_refused_connection_is_still_retried(attempts):
     with pytest.raises(OperationalError):
         select_one(NOTHING_LISTENS, PATIENT)
@@ -66,6 +68,7 @@ class _DriverError(Exception):
         self.sqlstate = sqlstate
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize(
     ("message", "sqlstate", "permanent"),
     [
@@ -84,6 +87,7 @@ def test_errors_are_told_apart_by_sqlstate_or_message(message, sqlstate, permane
     assert (database.refusal(err) is not None) == permanent
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("url", [NO_DATABASE, NO_ROLE], ids=["unknown-database", "unknown-role"])
 def test_db_upgrade_on_a_wrong_database_fails_at_once(url, attempts, capsys):
     assert cli.main(["db", "upgrade", "--db", url]) == cli.EXIT_FAILED
@@ -95,7 +99,7 @@ def test_db_upgrade_on_a_wrong_database_fails_at_once(url, attempts, capsys):
     assert len(attempts) == 1
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 def test_a_scan_on_an_unknown_database_fails_after_one_attempt(corpus, bundle, attempts, capsys):
     argv = ["scan", "--input", str(corpus), "--model", str(bundle), "--db", NO_DATABASE]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import pickle
 import resource
-import time
+import threading
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -24,6 +24,7 @@ from pipelines.scan.isolation import DecoderProcess
 from pipelines.scan.listing import VideoRef
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize(("videos", "groups"), [(16, 2), (11, 4), (3, 8), (40, 16)])
 def test_a_bundle_deals_its_videos_to_the_groups_evenly(videos, groups):
     """The local runner hands each thread whole groups, so even groups mean even threads."""
@@ -43,6 +44,7 @@ def minor_faults(pid: int) -> int:
     return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[7])
 
 
+@pytest.mark.component
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads Linux's page faults")
 def test_the_decoder_child_reuses_its_memory_from_one_video_to_the_next(tmp_path):
     """Default windows (16 of 20 frames at 224 px) stack to more than glibc maps from its heap."""
@@ -69,6 +71,7 @@ def test_the_decoder_child_reuses_its_memory_from_one_video_to_the_next(tmp_path
     assert faults < 2 * pages, f"{faults} page faults in {repeats} decodes of {pages} pages"
 
 
+@pytest.mark.component
 def test_a_group_yields_batches_of_several_videos_and_error_rows(corpus, small_config, tmp_path):
     good = sorted(corpus.rglob("*.mp4"))[:3]
     broken = tmp_path / "broken.mp4"
@@ -105,29 +108,39 @@ def test_a_group_yields_batches_of_several_videos_and_error_rows(corpus, small_c
         assert len(clip.video.starts) == len(clip.video.ends) == clip.windows
 
 
+@pytest.mark.component
 def test_the_next_video_decodes_while_the_caller_scores_this_one(corpus, small_config):
     paths = [str(p) for p in sorted(corpus.rglob("*.mp4"))[:3]]
     refs = [VideoRef(p, f"sha256:{i}", os.path.getsize(p)) for i, p in enumerate(paths)]
     decode = DecodeVideos(small_config, "m1", min_batch_windows=1)
     decode.setup()
     started: list[str] = []
+    second_started = threading.Event()
     real_sample = decode._decoders.sample
 
     def sample(path: str):  # a spy around the real decoder child
         started.append(path)
+        if len(started) == 2:
+            second_started.set()
         return real_sample(path)
 
+    submitted: list[VideoRef] = []
+    real_submit = decode._ahead.submit
+
+    def submit(decode_one, ref: VideoRef):  # a spy on the decode-ahead thread's queue
+        submitted.append(ref)
+        return real_submit(decode_one, ref)
+
     decode._decoders.sample = sample
+    decode._ahead.submit = submit
     try:
         batches = decode.process((0, refs))
         first = next(batches)
         assert [clip.video.ref for clip in first] == refs[:1]
         # The caller holds the first batch, as the model step does while scoring it.
-        deadline = time.monotonic() + 120
-        while len(started) < 2 and time.monotonic() < deadline:
-            time.sleep(0.05)
-        time.sleep(1.0)
-        assert started == paths[:2], "one video ahead, and no more"
+        assert submitted == refs[:2], "one video ahead, and no more"
+        assert second_started.wait(120), "the next video did not start while the caller scored"
+        assert started == paths[:2]
         rest = [clip.video.ref for batch in batches for clip in batch]
         assert rest == refs[1:]
         assert started == paths
@@ -139,6 +152,7 @@ def child_pids() -> set[int]:
     return {child.pid for child in psutil.Process().children()}
 
 
+@pytest.mark.component
 @pytest.mark.parametrize("decoders", [1, 2])
 def test_the_copies_of_the_step_in_a_worker_share_its_decoders(corpus, small_config, decoders):
     """Beam sets up one copy of the DoFn per worker thread, unpickled from the same step."""
@@ -168,6 +182,7 @@ def test_the_copies_of_the_step_in_a_worker_share_its_decoders(corpus, small_con
     assert child_pids() == before  # the last copy to go closed the pool
 
 
+@pytest.mark.e2e
 def test_remote_objects_are_copied_to_a_temporary_file_named_apart_from_the_key(s3_server):
     client = boto3.client("s3", endpoint_url=s3_server)
     client.create_bucket(Bucket="uploads")

@@ -14,9 +14,9 @@ import pytest
 from pipelines import cli
 
 ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.e2e
 
 
-@pytest.mark.slow
 def test_demo_trains_scans_and_prints_the_flagged_videos(tmp_path, capsys):
     assert cli.main(["demo", "--out", str(tmp_path), "--videos", "8", "--seed", "2"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
@@ -56,7 +56,6 @@ def _deeptrust(*argv: str) -> subprocess.CompletedProcess:
     )
 
 
-@pytest.mark.slow
 def test_the_demo_shows_its_progress_and_no_library_chatter(tmp_path):
     stderr = _deeptrust("demo", "--out", str(tmp_path), "--videos", "4").stderr.splitlines()
     assert [line for line in stderr if CHATTER.match(line)] == []

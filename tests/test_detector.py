@@ -10,6 +10,8 @@ from model.backbone import RANDOM, build_backbone
 from model.config import BackboneConfig, DetectorConfig, SamplingConfig
 from model.detector import Detector, make_strategy
 
+pytestmark = pytest.mark.component
+
 CONFIG = DetectorConfig(
     sampling=SamplingConfig(frames_per_window=4), backbone=BackboneConfig(input_size=75)
 )

@@ -8,6 +8,8 @@ import pytest
 from model.config import FaceCropConfig
 from model.faces import FaceDetector
 
+pytestmark = pytest.mark.component
+
 # Several sizes in a row: after the first few, the graphs relax to take any image size.
 SIZES = ((512, 512), (320, 240), (240, 320), (200, 150))
 

@@ -18,6 +18,8 @@ from model.frames import (
     plan_windows,
 )
 
+pytestmark = pytest.mark.unit
+
 
 @pytest.mark.parametrize(
     ("fps", "sample_fps", "step"),

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import struct
-import time
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -47,7 +47,7 @@ def outcome(row: dict) -> str:
     return SCORED if row["status"] == SCORED else row["error_reason"]
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 def test_a_folder_of_bad_inputs_and_good_videos_gives_one_row_each(
     bad_inputs, bundle, tmp_path, monkeypatch, capsys
 ):
@@ -105,6 +105,7 @@ def children() -> set[int]:
     return {child.pid for child in psutil.Process().children()}
 
 
+@pytest.mark.component
 def test_a_crashing_decoder_costs_one_video_and_a_fresh_one_decodes_the_next(
     bad_inputs, monkeypatch
 ):
@@ -130,6 +131,7 @@ def test_a_crashing_decoder_costs_one_video_and_a_fresh_one_decodes_the_next(
     assert children() == before
 
 
+@pytest.mark.component
 def test_a_hanging_decoder_is_stopped_at_the_time_limit(bad_inputs, monkeypatch):
     monkeypatch.setenv(FAULTS_ENV, json.dumps(FAULTS))
     before = children()
@@ -148,11 +150,22 @@ def test_a_hanging_decoder_is_stopped_at_the_time_limit(bad_inputs, monkeypatch)
 
 def hang_then_queue(pool: DecoderPool, threads: ThreadPoolExecutor, folder: Path):
     """Two threads' videos for a pool of one decoder: a hang takes it first, a good video waits."""
+    (decoder,) = pool._decoders
+    taken = threading.Event()
+    real_sample = decoder.sample
+
+    def sample(path: str):  # a spy: the pool handed its one decoder to the hang
+        taken.set()
+        return real_sample(path)
+
+    decoder.sample = sample
     hung = threads.submit(pool.sample, str(folder / "hang.mp4"))
-    time.sleep(0.5)
+    assert taken.wait(60), "the hang did not take the pool's decoder"
+    del decoder.sample
     return hung, threads.submit(pool.sample, str(folder / "good_a.mp4"))
 
 
+@pytest.mark.component
 def test_a_video_queued_behind_a_hang_on_a_shared_decoder_still_gets_its_full_time(
     bad_inputs, monkeypatch
 ):
@@ -173,6 +186,7 @@ def test_a_video_queued_behind_a_hang_on_a_shared_decoder_still_gets_its_full_ti
     assert children() == before
 
 
+@pytest.mark.component
 def test_a_video_waiting_behind_a_hang_starts_a_spare_decoder(bad_inputs, monkeypatch):
     """The hang keeps its child until its time limit; the video waiting for it need not wait."""
     monkeypatch.setenv(FAULTS_ENV, json.dumps(FAULTS))
@@ -217,6 +231,7 @@ def track(kind: bytes) -> bytes:
 FTYP = box(b"ftyp", b"isom\0\0\2\0isomiso2")
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize(
     ("data", "problem"),
     [
@@ -247,6 +262,7 @@ def test_mp4_box_structure_explains_unopenable_files(tmp_path, data, problem):
     assert (found[0] if found else None) == problem
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize(
     ("head", "kind"),
     [

@@ -14,6 +14,7 @@ import uuid
 from pathlib import Path
 
 import boto3
+import pytest
 from scanning import scan, table
 
 from pipelines import cli
@@ -22,6 +23,7 @@ ROOT = Path(__file__).resolve().parent.parent
 SQL_CALLS = {"text", "execute", "executemany", "exec_driver_sql"}
 
 
+@pytest.mark.e2e
 def test_a_scan_never_logs_its_credentials(corpus, bundle, s3_server, pg_url):
     secrets = {
         "AWS_ACCESS_KEY_ID": f"AKIA{uuid.uuid4().hex[:16].upper()}",
@@ -51,6 +53,7 @@ def test_a_scan_never_logs_its_credentials(corpus, bundle, s3_server, pg_url):
         assert secret not in output
 
 
+@pytest.mark.e2e
 def test_a_refused_database_connection_does_not_echo_its_password(corpus, bundle, capsys):
     password = f"pg-url-secret-{uuid.uuid4().hex}"
     db_url = f"postgresql+psycopg://postgres:{password}@127.0.0.1:1/test"
@@ -63,6 +66,7 @@ def test_a_refused_database_connection_does_not_echo_its_password(corpus, bundle
     assert password not in err
 
 
+@pytest.mark.e2e
 def test_object_keys_are_kept_exactly_and_never_choose_a_path(
     corpus, bundle, s3_server, monkeypatch, tmp_path
 ):
@@ -104,6 +108,7 @@ def sql_built_from_strings(source: str) -> list[int]:
     return sorted(found)
 
 
+@pytest.mark.unit
 def test_sql_is_parameterized_and_never_built_from_strings():
     unsafe = (
         "conn.execute(f\"SELECT * FROM t WHERE uri = '{uri}'\")\n"

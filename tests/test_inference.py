@@ -31,6 +31,7 @@ def make_clip(rng, name: str, windows: int, frames: int, size: int) -> VideoClip
     return VideoClip(video, pixels, mask)
 
 
+@pytest.mark.e2e
 def test_a_batch_of_videos_scores_each_video_as_if_alone(bundle, small_config):
     version = read_manifest(bundle)["model_version"]
     handler = WindowModelHandler(str(bundle), version, max_batch_windows=3)
@@ -50,6 +51,7 @@ def test_a_batch_of_videos_scores_each_video_as_if_alone(bundle, small_config):
     assert handler.get_num_bytes(clips) == sum(c.frames.nbytes for c in clips)
 
 
+@pytest.mark.e2e
 def test_a_bundle_that_changed_after_the_scan_started_is_refused(bundle):
     handler = WindowModelHandler(str(bundle), "0" * 16, max_batch_windows=8)
     loading = handler.load_model()  # returns at once: the bundle loads in the background
@@ -57,6 +59,7 @@ def test_a_bundle_that_changed_after_the_scan_started_is_refused(bundle):
         handler.run_inference([], loading)
 
 
+@pytest.mark.unit
 def test_window_scores_become_a_flagged_row_pending_review():
     video = DecodedVideo(
         ref=VideoRef("s3://b/v.mp4", "etag:x:size:3", 3),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 
 import boto3
+import pytest
 from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.testing import test_pipeline
 from apache_beam.testing.util import assert_that, equal_to
@@ -17,6 +18,7 @@ def sha256(data: bytes) -> str:
     return f"sha256:{hashlib.sha256(data).hexdigest()}"
 
 
+@pytest.mark.unit
 def test_input_becomes_a_file_pattern(tmp_path):
     video = tmp_path / "a.mp4"
     video.write_bytes(b"x")
@@ -25,6 +27,7 @@ def test_input_becomes_a_file_pattern(tmp_path):
     assert input_pattern(str(tmp_path / "*.mp4")) == str(tmp_path / "*.mp4")
 
 
+@pytest.mark.component
 def test_local_videos_are_listed_recursively_with_content_hashes(tmp_path):
     files = {
         "real/a.mp4": b"first video",
@@ -45,6 +48,7 @@ def test_local_videos_are_listed_recursively_with_content_hashes(tmp_path):
         assert_that(refs, equal_to(expected))
 
 
+@pytest.mark.e2e
 def test_s3_objects_are_versioned_by_etag_and_size(s3_server):
     client = boto3.client("s3", endpoint_url=s3_server)
     client.create_bucket(Bucket="uploads")

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from pipelines.bench.memory import in_fresh_process, peak_rss_mb, reset_peak_rss
+
+pytestmark = pytest.mark.component
 
 BUFFER_MB = 200
 

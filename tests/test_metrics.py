@@ -11,6 +11,8 @@ from hypothesis import strategies as st
 
 from model import metrics
 
+pytestmark = pytest.mark.unit
+
 
 def test_perfect_separation():
     y = [0, 0, 1, 1]

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from alembic import command
+from conftest import BACKENDS
 from sqlalchemy import Engine, inspect, text
 
 from pipelines import cli
@@ -34,7 +35,7 @@ KEY = {"video_uri": "s3://b/a.mp4", "content_version": "etag:1", "model_version"
 WHEN = datetime(2026, 11, 30, 12, 0, 0)
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=BACKENDS)
 def url(request, tmp_path) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'm.db'}"
@@ -232,6 +233,7 @@ def test_concurrent_starts_wait_for_each_others_upgrade(url, legacy):
     assert sorted(results, key=repr) == sorted([first, Upgrade(HEAD, HEAD)], key=repr)
 
 
+@pytest.mark.e2e
 def test_an_installed_copy_finds_its_revisions(tmp_path):
     # A wheel built from a copy of the sources (so nothing is built inside the checkout),
     # installed into a folder of its own and imported from there, away from the checkout.
@@ -291,6 +293,7 @@ def test_db_upgrade_adopts_a_legacy_database_and_prints_both_revisions(url, engi
     }
 
 
+@pytest.mark.unit
 def test_db_upgrade_refuses_what_is_not_a_database_url(capsys):
     assert cli.main(["db", "upgrade", "--db", "not a url"]) == cli.EXIT_USAGE
     assert "--db is not a database URL" in capsys.readouterr().err

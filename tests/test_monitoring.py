@@ -71,12 +71,14 @@ def alert_exprs() -> list[str]:
     return [rule["expr"] for group in groups for rule in group["rules"]]
 
 
+@pytest.mark.e2e
 def test_alert_rules_pass_promtool_checks_and_unit_tests():
     assert "SUCCESS: 5 rules found" in promtool("check", "rules", "alerts.yml")
     promtool("check", "config", "prometheus.yml")
     assert "SUCCESS" in promtool("test", "rules", "alerts_test.yml")
 
 
+@pytest.mark.unit
 def test_metric_names_are_read_from_promql():
     expr = (
         'sum without (outcome) (rate(a_total{job="x", outcome=~"s|e"}[5m] offset 1d))'
@@ -85,6 +87,7 @@ def test_metric_names_are_read_from_promql():
     assert metric_names(expr) == {"a_total", "b", "c", "d"}
 
 
+@pytest.mark.unit
 def test_dashboard_and_alerts_query_only_what_the_scan_pushes():
     pushed = pushed_names()
     for expr in dashboard_exprs() + alert_exprs():
@@ -95,6 +98,7 @@ def test_dashboard_and_alerts_query_only_what_the_scan_pushes():
     assert queried == pushed, "every pushed metric has a panel"
 
 
+@pytest.mark.unit
 def test_the_dashboard_is_provisioned_with_a_stable_uid_and_data_source():
     dashboard = json.loads(DASHBOARD.read_text())
     assert dashboard["uid"] == "deeptrust-scan"

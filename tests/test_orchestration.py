@@ -26,6 +26,7 @@ def settings(**variable):
     return scan_settings({"model": "s3://models/v7", **variable}, {}, PYTHON)
 
 
+@pytest.mark.unit
 def test_run_params_override_the_variable_which_overrides_defaults():
     variable = {"model": "s3://models/v7", "runner": "DaskRunner", "pipeline_options": {"a": 1}}
 
@@ -40,6 +41,7 @@ def test_run_params_override_the_variable_which_overrides_defaults():
     assert scan_settings({"model": "m"}, {}, PYTHON)["runner"] == "DirectRunner"
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize(
     ("variable", "message"),
     [
@@ -53,6 +55,7 @@ def test_unusable_settings_are_refused(variable, message):
         scan_settings(variable, {}, PYTHON)
 
 
+@pytest.mark.unit
 def test_the_nightly_plan_renders_the_days_partition():
     def render(template: str) -> str:
         return jinja2.Template(template).render(ds="2026-11-23")
@@ -69,12 +72,14 @@ def test_the_nightly_plan_renders_the_days_partition():
     assert marked["wait_for"] == "s3://b/2026-11-23/_SUCCESS"
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("layout", [None, "/local/uploads/{{ ds }}", "s3:///uploads"])
 def test_the_nightly_plan_needs_an_s3_layout(layout):
     with pytest.raises(SettingsError):
         nightly_plan(settings(input=layout), lambda template: template)
 
 
+@pytest.mark.unit
 def test_a_backfill_plan_maps_one_scan_to_each_nonempty_shard():
     uris = [f"s3://archive/videos/{n}.mp4" for n in range(5)]
     prefix = "s3://archive/videos/"
@@ -91,6 +96,7 @@ def test_a_backfill_plan_maps_one_scan_to_each_nonempty_shard():
         assert scan["pipeline_options"]["model"] == "s3://models/v7"
 
 
+@pytest.mark.unit
 def test_an_empty_backfill_is_refused():
     with pytest.raises(SettingsError, match="no objects under s3://archive/none/"):
         backfill_plan(settings(), "s3://archive/none/", 3, [])
@@ -98,6 +104,7 @@ def test_an_empty_backfill_is_refused():
         backfill_plan(settings(), "s3://archive/videos/", 0, ["s3://archive/videos/a.mp4"])
 
 
+@pytest.mark.e2e
 def test_the_database_password_goes_to_the_environment_not_the_url(pg_url):
     pg = make_url(pg_url)
     conn = {
@@ -124,11 +131,13 @@ def test_the_database_password_goes_to_the_environment_not_the_url(pg_url):
     assert search_path == pg.query["options"].removeprefix("-csearch_path=")
 
 
+@pytest.mark.unit
 def test_only_postgres_connections_hold_the_moderation_table():
     with pytest.raises(SettingsError, match="must be a postgres connection"):
         database_url({"conn_id": "deeptrust_db", "conn_type": "mysql", "host": "db"})
 
 
+@pytest.mark.unit
 def test_an_aws_connection_becomes_boto3_environment():
     conn = {
         "conn_type": "aws",
@@ -153,6 +162,7 @@ def test_an_aws_connection_becomes_boto3_environment():
         s3_environment({"conn_type": "aws", "extra": {"role_arn": "arn:aws:iam::1:role/x"}})
 
 
+@pytest.mark.unit
 def test_environment_is_restored_after_the_block(monkeypatch):
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
     monkeypatch.delenv("PGPASSWORD", raising=False)

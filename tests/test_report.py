@@ -46,6 +46,7 @@ def windows(*scores: float) -> list[dict]:
     ]
 
 
+@pytest.mark.e2e
 def test_the_page_lists_flagged_videos_escaped_with_plots_or_placeholders(
     corpus, tmp_path, s3_server, monkeypatch, capsys
 ):
@@ -92,6 +93,7 @@ def scored(uri: str, score: float, segments: list[dict], flagged: bool = True) -
     return database.scored_row(uri, "sha256:x", "v1", verdict(score, flagged, segments))
 
 
+@pytest.mark.component
 @pytest.mark.parametrize(("start_s", "end_s"), [(1.0, 2.0), (0.0, 0.5), (3.0, 99.0)])
 def test_the_strip_frames_come_from_the_window(corpus, start_s, end_s):
     video = sorted(corpus.rglob("*.mp4"))[0]
@@ -103,6 +105,7 @@ def test_the_strip_frames_come_from_the_window(corpus, start_s, end_s):
     assert all(frame.ndim == 3 and frame.shape[2] == 3 for _, frame in frames)
 
 
+@pytest.mark.component
 def test_the_run_is_the_latest_unless_named(tmp_path, capsys):
     db_url = f"sqlite:///{tmp_path / 'scan.db'}"
     code, _, err = report(db_url, tmp_path / "r0", capsys=capsys)
@@ -142,6 +145,7 @@ def chromium(*args: str, user_data: Path) -> subprocess.CompletedProcess:
     )
 
 
+@pytest.mark.e2e
 def test_the_report_of_a_scan_renders_in_chromium(corpus, bundle, tmp_path, capsys):
     videos = tmp_path / "videos"
     videos.mkdir()

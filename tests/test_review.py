@@ -7,6 +7,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+from conftest import BACKENDS
 from sqlalchemy import select
 
 from pipelines import cli
@@ -49,7 +50,7 @@ def history(db_url: str) -> list[dict]:
         engine.dispose()
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=BACKENDS)
 def db_url(request, tmp_path):
     """A database where a.mp4 was flagged in its old bytes (c1) and, by two models, in its new
     bytes (c2), which a third model did not flag; b.mp4 was scored and not flagged."""
@@ -138,6 +139,7 @@ def test_a_review_needs_a_reviewer_and_one_decision(db_url, capsys, monkeypatch)
     assert history(db_url) == []
 
 
+@pytest.mark.component
 def test_a_database_without_scans_is_refused(tmp_path):
     with pytest.raises(ValueError, match="no moderation table"):
         open_database(f"sqlite:///{tmp_path / 'empty.db'}")

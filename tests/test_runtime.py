@@ -27,6 +27,7 @@ from pipelines.scan.inference import WindowModelHandler
 GIB = 2**30
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize(
     ("flags", "expected"),
     [("fpu avx512f avx512_bf16 fma", True), ("fpu amx_bf16 amx_tile", True), ("fpu avx2", False)],
@@ -37,10 +38,12 @@ def test_cpu_bfloat16_support_comes_from_the_cpu_flags(tmp_path, flags, expected
     assert cpu_has_bfloat16(cpuinfo) is expected
 
 
+@pytest.mark.unit
 def test_no_cpuinfo_means_no_bfloat16(tmp_path):
     assert cpu_has_bfloat16(tmp_path / "missing") is False
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize(
     ("bf16_cpu", "on_gpu", "expected"),
     [
@@ -56,6 +59,7 @@ def test_auto_picks_what_the_hardware_computes_natively(monkeypatch, bf16_cpu, o
     assert resolve_precision("float32", on_gpu) == "float32"
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize(
     ("memory", "rows"),
     [
@@ -70,16 +74,19 @@ def test_gpu_batch_grows_with_device_memory(memory, rows):
     assert chunk_for_memory(memory) == rows
 
 
+@pytest.mark.unit
 def test_unknown_precision_is_refused():
     with pytest.raises(ValueError, match="unknown precision"):
         RuntimePlan(precision="float8")
 
 
+@pytest.mark.component
 def test_a_cpu_strategy_gets_no_xla_and_the_cpu_batch():
     plan = plan_runtime("float32", tf.distribute.get_strategy())
     assert plan == RuntimePlan("float32", jit_compile=False, chunk_per_replica=32)
 
 
+@pytest.mark.component
 def test_the_policy_is_restored_and_never_leaks_into_other_threads():
     seen = {}
 
@@ -96,6 +103,7 @@ def test_the_policy_is_restored_and_never_leaks_into_other_threads():
     assert keras.layers.Dense(1).dtype_policy.name == "float32"
 
 
+@pytest.mark.e2e
 def test_bfloat16_scores_are_close_to_float32_scores(bundle, corpus):
     """The scan's handler loads the fast path; its verdicts barely move."""
     version = read_manifest(bundle)["model_version"]
@@ -117,6 +125,7 @@ def test_bfloat16_scores_are_close_to_float32_scores(bundle, corpus):
     assert np.abs(got - expected).mean() < 0.01
 
 
+@pytest.mark.e2e
 def test_the_gpu_path_runs_mirrored_with_xla_and_float16_on_two_cpu_devices(bundle):
     """What a multi-GPU worker runs (MirroredStrategy, XLA, mixed_float16), on two CPU devices."""
     from dataclasses import replace

@@ -23,7 +23,7 @@ from pipelines.scan.options import LOCAL_RUNNER, resolve_runner
 from pipelines.scan.run import Stopped, stop_on_signals
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 def test_30_videos_scan_skip_rescan_and_new_model(corpus30, bundle, tmp_path):
     db_url = f"sqlite:///{tmp_path / 'scan.db'}"
 
@@ -54,6 +54,7 @@ def test_30_videos_scan_skip_rescan_and_new_model(corpus30, bundle, tmp_path):
     assert_summary_matches_table(newer, db_url)
 
 
+@pytest.mark.e2e
 def test_failed_videos_are_error_rows_with_reasons_and_are_retried(corpus, bundle, tmp_path):
     videos = tmp_path / "videos"
     videos.mkdir()
@@ -75,6 +76,7 @@ def test_failed_videos_are_error_rows_with_reasons_and_are_retried(corpus, bundl
     assert len(table(db_url)) == 3
 
 
+@pytest.mark.e2e
 def test_deeptrust_scan_passes_beam_options_and_never_starts_prism(
     corpus, bundle, tmp_path, monkeypatch, capsys
 ):
@@ -110,12 +112,14 @@ def test_deeptrust_scan_passes_beam_options_and_never_starts_prism(
     assert [r["video_uri"] for r in table(db_url)] == [str(video)]
 
 
+@pytest.mark.unit
 def test_runner_names_resolve_to_runners_that_start_offline():
     assert resolve_runner(None) == resolve_runner("DirectRunner") == LOCAL_RUNNER
     assert resolve_runner("DaskRunner") == "apache_beam.runners.dask.dask_runner.DaskRunner"
     assert resolve_runner("DataflowRunner") == "DataflowRunner"
 
 
+@pytest.mark.e2e
 def test_a_tampered_bundle_fails_the_run_before_it_starts(corpus, bundle, tmp_path):
     tampered = tmp_path / "bundle"
     shutil.copytree(bundle, tampered)
@@ -144,6 +148,7 @@ def test_a_tampered_bundle_fails_the_run_before_it_starts(corpus, bundle, tmp_pa
     assert not db.exists()
 
 
+@pytest.mark.e2e
 def test_code_in_the_bundle_head_is_refused_before_the_run_is_recorded(
     corpus, bundle_with_code_in_head, tmp_path, capsys
 ):
@@ -155,6 +160,7 @@ def test_code_in_the_bundle_head_is_refused_before_the_run_is_recorded(
     assert not db.exists()
 
 
+@pytest.mark.e2e
 def test_an_unreachable_database_fails_the_run(corpus, bundle, capsys):
     db_url = "postgresql+psycopg://postgres@127.0.0.1:1/test"
     fast = ["--db_retry_backoff_s", "0.01"]
@@ -163,6 +169,7 @@ def test_an_unreachable_database_fails_the_run(corpus, bundle, capsys):
     assert "could not start" in capsys.readouterr().err
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize(
     ("options", "message"),
     [
@@ -188,7 +195,7 @@ def test_unusable_options_are_a_usage_error(bundle, tmp_path, capsys, options, m
     assert message in capsys.readouterr().err
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 def test_rows_reach_the_database_while_the_scan_still_runs(corpus, bundle, tmp_path):
     # One upload hangs its decoder for longer than the test waits. Rows of the other videos must
     # be committed meanwhile: a long local scan keeps its progress if it dies midway.
@@ -204,10 +211,12 @@ def test_rows_reach_the_database_while_the_scan_still_runs(corpus, bundle, tmp_p
     try:
         deadline = time.monotonic() + 300
         written = 0
+        # SQLite tells no one of a commit, so this polls the table, waiting on the scan's exit
+        # between looks: a scan that ends fails the test at once.
         while written == 0:
             assert time.monotonic() < deadline, "no row was committed in 5 minutes"
-            assert scanner.poll() is None, "the scan ended although one video still hangs"
-            time.sleep(1)
+            with pytest.raises(subprocess.TimeoutExpired):  # the scan must still be running
+                scanner.wait(timeout=0.5)
             with contextlib.suppress(SQLAlchemyError):  # until the scan has made its tables
                 written = len(table(db_url))
     finally:
@@ -216,9 +225,9 @@ def test_rows_reach_the_database_while_the_scan_still_runs(corpus, bundle, tmp_p
     assert "hang.mp4" not in {Path(r["video_uri"]).name for r in table(db_url)}
 
 
+@pytest.mark.unit
 def test_stop_signals_raise_stopped_only_within_the_scan():
     before = {each: signal.getsignal(each) for each in (signal.SIGTERM, signal.SIGINT)}
     with pytest.raises(Stopped, match="SIGTERM"), stop_on_signals():
-        os.kill(os.getpid(), signal.SIGTERM)
-        time.sleep(5)  # the handler raises here, in the main thread
+        signal.raise_signal(signal.SIGTERM)  # this thread runs the handler before it returns
     assert {each: signal.getsignal(each) for each in before} == before

@@ -6,6 +6,8 @@ import boto3
 import pytest
 from scanning import assert_summary_matches_table, scan, table
 
+pytestmark = pytest.mark.e2e
+
 
 def test_scan_into_postgresql_is_incremental(corpus, bundle, pg_url):
     first = scan(corpus, bundle, pg_url)
@@ -51,7 +53,6 @@ def test_scan_from_s3(corpus, bundle, s3_server, monkeypatch, tmp_path):
     assert len(table(db_url)) == 4
 
 
-@pytest.mark.slow
 def test_dask_run_gives_the_same_rows_as_the_local_run(corpus, bundle, tmp_path):
     from dask.distributed import LocalCluster
 

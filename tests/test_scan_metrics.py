@@ -116,6 +116,7 @@ def run_rows(version: str) -> list[dict]:
     ]
 
 
+@pytest.mark.e2e
 def test_a_push_carries_the_runs_counts_and_replaces_the_last_one(pushgateway, tmp_path):
     db_url = f"sqlite:///{tmp_path / 'scan.db'}"
     first = finished_run(db_url, "run-1", "v1", run_rows("v1"), seen=6)
@@ -154,6 +155,7 @@ def test_a_push_carries_the_runs_counts_and_replaces_the_last_one(pushgateway, t
     assert not [n for n, _ in samples if n == "deeptrust_scan_errors_total"]
 
 
+@pytest.mark.component
 def test_a_failed_push_is_recorded_on_the_run_and_not_raised(tmp_path):
     db_url = f"sqlite:///{tmp_path / 'scan.db'}"
     finished_run(db_url, "run-1", "v1", run_rows("v1"))
@@ -165,6 +167,7 @@ def test_a_failed_push_is_recorded_on_the_run_and_not_raised(tmp_path):
     assert recorded["status"] == "succeeded"
 
 
+@pytest.mark.component
 def test_the_gateway_comes_from_the_option_then_the_environment(tmp_path, monkeypatch):
     monkeypatch.delenv(metrics.PUSHGATEWAY_ENV, raising=False)
     assert metrics.gateway_url(None) is None
@@ -186,6 +189,7 @@ def scan_folder(corpus: Path, out: Path, videos: int) -> Path:
     return out
 
 
+@pytest.mark.e2e
 def test_a_scan_pushes_what_its_rows_count(corpus, bundle, pg_url, pushgateway, tmp_path):
     videos = scan_folder(corpus, tmp_path / "videos", 3)
     summary = scan(videos, bundle, pg_url, "--pushgateway", pushgateway)
@@ -212,6 +216,7 @@ def test_a_scan_pushes_what_its_rows_count(corpus, bundle, pg_url, pushgateway, 
     assert recorded["metrics_push"] == "pushed"
 
 
+@pytest.mark.e2e
 def test_a_scan_whose_push_fails_still_succeeds(corpus, bundle, tmp_path, monkeypatch):
     videos = scan_folder(corpus, tmp_path / "videos", 1)
     db_url = f"sqlite:///{tmp_path / 'scan.db'}"
@@ -224,6 +229,7 @@ def test_a_scan_whose_push_fails_still_succeeds(corpus, bundle, tmp_path, monkey
     assert "Connection refused" in recorded["metrics_push_error"]
 
 
+@pytest.mark.e2e
 def test_beam_metrics_count_the_scan_as_it_runs(corpus, bundle, tmp_path):
     """On the local runner, whose results report metrics, the counters match the rows."""
     videos = scan_folder(corpus, tmp_path / "videos", 3)

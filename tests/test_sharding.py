@@ -13,6 +13,7 @@ from pipelines.scan.run import run
 from pipelines.scan.sharding import parse_shard, shard_of
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize(
     ("spec", "parsed"), [("0/1", (0, 1)), ("2/3", (2, 3)), (" 7/16 ", (7, 16))]
 )
@@ -20,12 +21,14 @@ def test_shard_specs_parse(spec, parsed):
     assert parse_shard(spec) == parsed
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("spec", ["3/3", "1/0", "-1/4", "1", "a/b", "1/2/3", ""])
 def test_bad_shard_specs_are_refused(spec):
     with pytest.raises(ValueError, match="shard"):
         parse_shard(spec)
 
 
+@pytest.mark.unit
 def test_shards_are_stable_and_spread():
     uris = [f"s3://archive/videos/{n:04d}.mp4" for n in range(400)]
     shards = [shard_of(uri, 4) for uri in uris]
@@ -33,6 +36,7 @@ def test_shards_are_stable_and_spread():
     assert all(60 < shards.count(shard) < 140 for shard in range(4))
 
 
+@pytest.mark.component
 def test_each_video_is_listed_in_exactly_one_shard(tmp_path):
     # A shard is a hash of the whole URI, this test's folder included, so videos are added
     # until every shard holds some, whatever the folder is called.
@@ -51,6 +55,7 @@ def test_each_video_is_listed_in_exactly_one_shard(tmp_path):
             assert_that(refs | "Their URIs" >> beam.Map(lambda ref: ref.uri), equal_to(expected))
 
 
+@pytest.mark.component
 def test_scan_refuses_a_shard_outside_its_count(tmp_path):
     with pytest.raises(ValueError, match="--shard 3/3"):
         run(["--input", str(tmp_path), "--model", str(tmp_path), "--shard", "3/3"])

@@ -91,6 +91,7 @@ def bound_socket():
             yield path
 
 
+@pytest.mark.component
 def test_special_entries_are_named_without_being_opened(tmp_path, bound_socket):
     expected = special_folder(tmp_path)
     video = tmp_path / "good.mp4"
@@ -109,6 +110,7 @@ def test_special_entries_are_named_without_being_opened(tmp_path, bound_socket):
     assert "a socket" in local_problem(str(bound_socket)).detail
 
 
+@pytest.mark.component
 def test_the_listing_gives_every_special_entry_a_problem_and_hashes_only_files(tmp_path):
     expected = special_folder(tmp_path)
     good = tmp_path / "good.mp4"
@@ -135,6 +137,7 @@ def test_the_listing_gives_every_special_entry_a_problem_and_hashes_only_files(t
     within(LISTING_BOUND_S, list_them)
 
 
+@pytest.mark.component
 def test_a_glob_finds_the_broken_links_it_matches(tmp_path):
     (tmp_path / "broken.mp4").symlink_to(tmp_path / "gone.mp4")
     (tmp_path / "broken.mov").symlink_to(tmp_path / "gone.mov")
@@ -159,6 +162,7 @@ def test_a_glob_finds_the_broken_links_it_matches(tmp_path):
         )
 
 
+@pytest.mark.unit
 def test_one_hash_refuses_more_bytes_than_its_limit(tmp_path):
     data = os.urandom(3 << 20)
     path = tmp_path / "blob"
@@ -170,7 +174,7 @@ def test_one_hash_refuses_more_bytes_than_its_limit(tmp_path):
     assert sha256_stream(io.BytesIO(b"")) == hashlib.sha256(b"").hexdigest()
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 def test_special_entries_and_a_good_video_give_one_row_each_in_bounded_time(tmp_path, bundle):
     folder = tmp_path / "uploads"
     expected = special_folder(folder)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from conftest import BACKENDS
 from sqlalchemy import func, select
 
 from pipelines.store import database
@@ -23,7 +24,7 @@ VERDICT = {
 }
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=BACKENDS)
 def db(request, tmp_path):
     url = (
         f"sqlite:///{tmp_path / 's.db'}"

@@ -49,6 +49,7 @@ def odd_corpus(tmp_path_factory) -> tuple[Path, list[synth.SynthVideo]]:
     return out, synth.write_corpus(out, 3, seed=5)
 
 
+@pytest.mark.component
 def test_layout_and_manifest(corpus: Path) -> None:
     rows = _read_manifest(corpus)
     assert list(rows[0]) == list(synth.MANIFEST_COLUMNS)
@@ -68,6 +69,7 @@ def test_layout_and_manifest(corpus: Path) -> None:
         assert end - start >= synth.MIN_MANIPULATED_SHARE * seconds - 1e-9
 
 
+@pytest.mark.component
 def test_odd_count_favours_real_and_returns_what_it_wrote(odd_corpus) -> None:
     out, videos = odd_corpus
     assert [v.label for v in videos] == ["real", "real", "fake"]
@@ -78,6 +80,7 @@ def test_odd_count_favours_real_and_returns_what_it_wrote(odd_corpus) -> None:
     assert videos[0].manipulated_start_s is None and videos[2].manipulated_end_s is not None
 
 
+@pytest.mark.component
 def test_videos_decode_as_rendered(odd_corpus) -> None:
     _, videos = odd_corpus
     specs = synth.plan_corpus(3, seed=5)
@@ -91,6 +94,7 @@ def test_videos_decode_as_rendered(odd_corpus) -> None:
         assert error < 4.0, f"{video.path.name}: decoded frame is {error:.1f} levels off"
 
 
+@pytest.mark.component
 def test_same_seed_writes_identical_files(odd_corpus, tmp_path: Path) -> None:
     out, videos = odd_corpus
     again = synth.write_corpus(tmp_path, 3, seed=5)
@@ -99,6 +103,7 @@ def test_same_seed_writes_identical_files(odd_corpus, tmp_path: Path) -> None:
         assert first.path.read_bytes() == second.path.read_bytes()
 
 
+@pytest.mark.component
 def test_refuses_to_mix_with_another_corpus(tmp_path: Path) -> None:
     (tmp_path / "real").mkdir()
     (tmp_path / "real" / "someone-else.mp4").write_bytes(b"")
@@ -107,6 +112,7 @@ def test_refuses_to_mix_with_another_corpus(tmp_path: Path) -> None:
     assert not (tmp_path / synth.MANIFEST_NAME).exists()
 
 
+@pytest.mark.unit
 def test_different_seeds_give_different_videos() -> None:
     one, two = synth.plan_corpus(4, seed=1), synth.plan_corpus(4, seed=2)
     assert all(a != b for a, b in zip(one, two, strict=True))
@@ -115,6 +121,7 @@ def test_different_seeds_give_different_videos() -> None:
     assert np.abs(first.astype(int) - second).mean() > 5.0
 
 
+@pytest.mark.unit
 def test_fake_differs_from_its_real_counterpart_only_around_the_face() -> None:
     fake = replace(_first_fake(6, seed=3), frames=12)
     real = replace(fake, label=synth.REAL, swap=None)
@@ -132,6 +139,7 @@ def test_fake_differs_from_its_real_counterpart_only_around_the_face() -> None:
         assert outside.max() == 0, f"frame {k}: the swap leaked outside the face region"
 
 
+@pytest.mark.unit
 def test_partial_fake_only_touches_its_range() -> None:
     spec = replace(_first_fake(6, seed=3), frames=20)
     assert spec.swap is not None
@@ -142,6 +150,7 @@ def test_partial_fake_only_touches_its_range() -> None:
     assert changed[:5].max() == changed[15:].max() == 0
 
 
+@pytest.mark.unit
 def test_swap_wobbles_from_frame_to_frame() -> None:
     """On a still photo with a still camera, a real face only flickers by noise; a swap jitters."""
     photos = synth.PHOTO_SOURCES
@@ -165,6 +174,7 @@ def test_swap_wobbles_from_frame_to_frame() -> None:
     assert motion(still) > 1.5 * motion(replace(still, swap=None))
 
 
+@pytest.mark.unit
 def test_similarity_transform_recovers_a_known_one() -> None:
     points = np.array([[10, 20], [40, 22], [25, 35], [12, 50], [38, 52]], np.float32)
     known = cv2.getRotationMatrix2D((5.0, 7.0), 12.0, 1.7)
@@ -172,6 +182,7 @@ def test_similarity_transform_recovers_a_known_one() -> None:
     assert np.allclose(synth.similarity_transform(points, moved), known, atol=1e-4)
 
 
+@pytest.mark.unit
 def test_sensor_noise_has_the_asked_spread() -> None:
     noise = synth.sensor_noise(np.random.default_rng(0), (200, 300, 3), 4.0)
     assert noise.shape == (200, 300, 3)
@@ -179,6 +190,7 @@ def test_sensor_noise_has_the_asked_spread() -> None:
     assert float(noise.std()) == pytest.approx(4.0, rel=0.02)
 
 
+@pytest.mark.unit
 def test_clip_plays_back_and_forth() -> None:
     clip = synth.load_source(synth.CLIP_SOURCE)
     count = len(clip.frames)
@@ -189,6 +201,7 @@ def test_clip_plays_back_and_forth() -> None:
     assert clip.landmarks.shape == (count, 5, 2) and clip.boxes.shape == (count, 4)
 
 
+@pytest.mark.component
 def test_write_video_encodes_frames_from_a_generator_at_the_rate_asked(tmp_path):
     frames = (np.full((48, 64, 3), 10 * i, np.uint8) for i in range(7))
     path = synth.write_video(tmp_path / "deep" / "clip.mp4", frames, fps=10.0)
@@ -196,6 +209,7 @@ def test_write_video_encodes_frames_from_a_generator_at_the_rate_asked(tmp_path)
     assert (fps, len(decoded), decoded[0].shape) == (10.0, 7, (48, 64, 3))
 
 
+@pytest.mark.unit
 def test_write_video_refuses_no_frames(tmp_path):
     with pytest.raises(ValueError, match="no frame"):
         synth.write_video(tmp_path / "empty.mp4", iter(()))

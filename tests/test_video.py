@@ -10,6 +10,8 @@ from model.config import DetectorConfig, FaceCropConfig, SamplingConfig
 from model.errors import VideoError
 from model.video import WindowSampler
 
+pytestmark = pytest.mark.component
+
 DEFAULT = DetectorConfig()
 
 

@@ -15,7 +15,8 @@ counts the frames a verdict rests on: sampled frames fed to the model.
 - ``peak_rss_short_mb``, ``peak_rss_long_mb``: peak memory of decoding and scoring a short and a
   long video, each in a fresh process (``bench.memory``).
 
-``--options`` adds ``pipelines.bench.options``: the fast path's options one against another.
+``--options`` adds ``pipelines.bench.options`` (handed in by the command line): the fast path's
+options one against another.
 """
 
 from __future__ import annotations
@@ -76,7 +77,6 @@ class BenchSettings:
     short_seconds: float = 10.0
     long_seconds: float = 600.0
     scan_args: tuple[str, ...] = FAST_SCAN_ARGS
-    options: bool = False
     seed: int = 0
 
 
@@ -312,7 +312,16 @@ def ratio(numerator: float, denominator: float) -> float:
     return round(numerator / denominator, 3)
 
 
-def run_bench(settings: BenchSettings, progress: Callable[[str], None]) -> dict[str, Any]:
+# ``--options``: measures more rows on the run's workspace, its decoded windows, batch size and
+# scan (``pipelines.bench.options.measure_options``), handed in by the command line.
+OptionsMeasure = Callable[..., list[dict[str, Any]]]
+
+
+def run_bench(
+    settings: BenchSettings,
+    progress: Callable[[str], None],
+    measure_options: OptionsMeasure | None = None,
+) -> dict[str, Any]:
     """Every measurement in one run; returns the numbers and their ratios."""
     with tempfile.TemporaryDirectory(prefix="deeptrust-bench-") as tmp:
         space = prepare(Path(tmp), settings, progress)
@@ -361,9 +370,7 @@ def run_bench(settings: BenchSettings, progress: Callable[[str], None]) -> dict[
             "cpus": os.cpu_count(),
             "load_average_1m": round(os.getloadavg()[0], 2),
         }
-        if settings.options:
-            from pipelines.bench.options import measure_options
-
+        if measure_options is not None:
             result["options"] = measure_options(space, frames, mask, batch, scanned, progress)
     return result
 

@@ -105,7 +105,7 @@ def _legacy_version(connection: Connection) -> int | None:
     """The hand-written migrator's schema version, or None where it never ran."""
     if not inspect(connection).has_table(LEGACY_TABLE):
         return None
-    version = connection.execute(text(f"SELECT MAX(version) FROM {LEGACY_TABLE}")).scalar()
+    version = connection.execute(text("SELECT MAX(version) FROM schema_version")).scalar()
     if version is not None and version not in LEGACY_REVISIONS:
         raise ValueError(
             f"{LEGACY_TABLE} is at version {version}, newer than this release knows "
@@ -125,5 +125,5 @@ def migrate(engine: Engine) -> Upgrade:
             command.stamp(config, before)
         command.upgrade(config, "head")
         if legacy is not None:
-            conn.execute(text(f"DROP TABLE {LEGACY_TABLE}"))
+            conn.execute(text("DROP TABLE schema_version"))
         return Upgrade(before, current_revision(conn), legacy)

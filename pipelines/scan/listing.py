@@ -25,6 +25,7 @@ from apache_beam.io.filesystem import BeamIOError, CompressionTypes, FileMetadat
 from apache_beam.io.filesystems import FileSystems
 
 from model.storage import is_s3, prefer_standard_retries
+from pipelines.scan import metrics
 from pipelines.scan.sharding import shard_of
 from pipelines.store import database
 
@@ -85,8 +86,8 @@ class DescribeVideos(beam.DoFn):
 
     def __init__(self, extensions: tuple[str, ...]) -> None:
         self._extensions = extensions
-        self._videos = beam.metrics.Metrics.counter("deeptrust", "videos_listed")
-        self._other = beam.metrics.Metrics.counter("deeptrust", "non_video_objects")
+        self._videos = metrics.counter("videos_listed")
+        self._other = metrics.counter("non_video_objects")
 
     def setup(self) -> None:
         prefer_standard_retries()
@@ -151,7 +152,7 @@ class PlanScan(beam.DoFn):
         self._model_version = model_version
         self._rescan = rescan
         self._retry = retry
-        self._skipped = beam.metrics.Metrics.counter("deeptrust", "videos_skipped")
+        self._skipped = metrics.counter("videos_skipped")
 
     def setup(self) -> None:
         self._engine = database.connect(self._db_url)

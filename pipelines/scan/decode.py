@@ -38,20 +38,13 @@ from model.storage import is_s3, prefer_standard_retries, temporary_copy
 from model.video import VideoInfo
 from pipelines.scan import metrics
 from pipelines.scan.decoders import ChildDecoders, Decoders, Sampler
+from pipelines.scan.limits import DecodeLimits
 from pipelines.scan.listing import VideoRef
 from pipelines.scan.outcomes import Failed
 
 _LOG = logging.getLogger(__name__)
 # The tags of DecodeVideos' outputs: batches of VideoClip on the main one, Failed on the other.
 BATCHES, FAILED = "batches", "failed"
-
-
-@dataclass(frozen=True)
-class DecodeLimits:
-    """What one video may cost: its size (from the listing, before download) and decode time."""
-
-    max_bytes: int = 4 << 30
-    timeout_s: float = 120.0
 
 
 @dataclass(frozen=True)
@@ -178,12 +171,12 @@ class DecodeVideos(beam.DoFn):
         self,
         config: DetectorConfig,
         min_batch_windows: int,
-        limits: DecodeLimits = DecodeLimits(),
+        limits: DecodeLimits | None = None,
         decoders: Decoders | None = None,
     ) -> None:
         self._config = config
         self._min_batch_windows = min_batch_windows
-        self._limits = limits
+        self._limits = DecodeLimits() if limits is None else limits
         self._decoder_spec = ChildDecoders() if decoders is None else decoders
         self._decoded = metrics.counter("videos_decoded")
         self._failed = metrics.counter("videos_failed")

@@ -13,7 +13,7 @@ import pytest
 from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.runners.runner import PipelineResult
-from apache_beam.testing.test_pipeline import TestPipeline
+from apache_beam.testing import test_pipeline
 from prometheus_client.parser import text_string_to_metric_families
 
 from pipelines.scan import metrics, writing
@@ -222,7 +222,7 @@ def test_a_scan_whose_push_fails_still_succeeds(corpus, bundle, tmp_path, monkey
     assert "Connection refused" in recorded["metrics_push_error"]
 
 
-class KeepsResult(TestPipeline):
+class KeepsResult(test_pipeline.TestPipeline):
     """A test pipeline that keeps the result of its run, whose metrics the test reads."""
 
     def run(self, test_runner_api: bool | str = True) -> PipelineResult:

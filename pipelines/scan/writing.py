@@ -24,14 +24,17 @@ from pipelines.store import database
 _LOG = logging.getLogger(__name__)
 
 
+def _row_key(uri: str, content_version: str, model_version: str) -> dict[str, Any]:
+    """The columns that name a ``moderation_results`` row."""
+    return {"video_uri": uri, "content_version": content_version, "model_version": model_version}
+
+
 def scored_row(
     uri: str, content_version: str, model_version: str, verdict: dict[str, Any]
 ) -> dict[str, Any]:
     """A ``moderation_results`` row from a ``model.verdict.verdict`` body."""
     return {
-        "video_uri": uri,
-        "content_version": content_version,
-        "model_version": model_version,
+        **_row_key(uri, content_version, model_version),
         "status": "scored",
         **verdict,
         "segments": json.dumps(verdict["segments"]),
@@ -44,9 +47,7 @@ def error_row(
 ) -> dict[str, Any]:
     """A ``moderation_results`` row for a video that could not be scored."""
     return {
-        "video_uri": uri,
-        "content_version": content_version,
-        "model_version": model_version,
+        **_row_key(uri, content_version, model_version),
         "status": "error",
         "error_reason": code,
         "error_detail": detail,

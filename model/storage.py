@@ -10,11 +10,14 @@ from __future__ import annotations
 import os
 import re
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlparse
 
 S3_RETRY_MODE = "standard"
 S3_MAX_ATTEMPTS = 5
+# A suffix a temporary copy may keep from its object's name (decoders go by it).
+_SAFE_SUFFIX = re.compile(r"\.[A-Za-z0-9]{1,8}")
 
 
 def is_s3(uri: str) -> bool:
@@ -43,25 +46,42 @@ def prefer_standard_retries() -> None:
     os.environ.setdefault("AWS_MAX_ATTEMPTS", str(S3_MAX_ATTEMPTS))
 
 
-def fetch(uri: str, dest_dir: str | Path | None = None) -> Path:
-    """A local path holding ``uri``'s bytes: the path itself, or a download of the S3 object.
+def temporary_copy(
+    uri: str, download: Callable[[str, str], None], dest_dir: str | Path | None = None
+) -> Path:
+    """A new temporary file that ``download(uri, its_name)`` filled with ``uri``'s bytes.
 
-    The local file name is derived from a temporary name, never from the object key, so a key
-    cannot choose where anything lands on disk.
+    The file's name derives from a temporary name, never from the object key, so a key cannot
+    choose where anything lands on disk; only a short alphanumeric suffix is kept. A failed
+    download leaves no file behind. The caller deletes the copy when done with it.
     """
+    suffix = Path(uri).suffix
+    fd, name = tempfile.mkstemp(
+        prefix="deeptrust-", suffix=suffix if _SAFE_SUFFIX.fullmatch(suffix) else "", dir=dest_dir
+    )
+    os.close(fd)
+    try:
+        download(uri, name)
+    except BaseException:
+        os.unlink(name)
+        raise
+    return Path(name)
+
+
+def _download_s3(uri: str, name: str) -> None:
+    bucket, key = split_s3(uri)
+    s3_client().download_file(bucket, key, name)
+
+
+def fetch(uri: str, dest_dir: str | Path | None = None) -> Path:
+    """A local path holding ``uri``'s bytes: the path itself, or a download of the S3 object
+    (see :func:`temporary_copy`)."""
     if not is_s3(uri):
         path = Path(uri)
         if not path.exists():
             raise FileNotFoundError(f"{uri} does not exist")
         return path
-    bucket, key = split_s3(uri)
-    suffix = Path(key).suffix
-    if not re.fullmatch(r"\.[A-Za-z0-9]{1,8}", suffix):
-        suffix = ""
-    fd, name = tempfile.mkstemp(prefix="deeptrust-", suffix=suffix, dir=dest_dir)
-    os.close(fd)
-    s3_client().download_file(bucket, key, name)
-    return Path(name)
+    return temporary_copy(uri, _download_s3, dest_dir)
 
 
 def fetch_tree(uri: str, dest_dir: str | Path) -> Path:

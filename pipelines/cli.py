@@ -25,6 +25,7 @@ from pipelines.console import (
     progress_bars,
     quiet,
 )
+from pipelines.scan.limits import add_decode_limit_options
 
 
 def _quiet_tensorflow() -> None:
@@ -114,10 +115,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 def cmd_score(args: argparse.Namespace) -> int:
     _quiet_tensorflow()
     from model.bundle import load_bundle
-    from model.features import FeatureExtractor
-    from model.storage import fetch
-    from model.verdict import verdict
-    from model.video import VideoError, WindowSampler
+    from model.storage import fetch, is_s3
+    from pipelines.scan.decoders import ChildDecoders
+    from pipelines.scan.one_video import local_ref, score_video
+    from pipelines.scan.outcomes import Failed
 
     detector, manifest = load_bundle(args.model, precision=args.precision)
     identity = {
@@ -125,29 +126,31 @@ def cmd_score(args: argparse.Namespace) -> int:
         "model_version": manifest["model_version"],
         "backbone_weights": manifest["backbone"]["weights_label"],
     }
-    extractor = FeatureExtractor(detector, WindowSampler(detector.config))
-    local = str(fetch(args.video))
-    result = extractor.extract([local])[local]
-    if isinstance(result, VideoError):
+    local = fetch(args.video)
+    try:
+        # Decoded as the scan decodes: in a child process, under the same limits.
+        with ChildDecoders().open(detector.config, args.decode_timeout_s) as sampler:
+            outcome = score_video(
+                local_ref(local),
+                sampler,
+                detector,
+                args.max_video_bytes,
+                detector.config.decision,
+            )
+    finally:
+        if is_s3(args.video):
+            local.unlink()
+    if isinstance(outcome, Failed):
         emit(
             {
                 **identity,
                 "status": "error",
-                "error_reason": result.code,
-                "error_detail": result.detail,
+                "error_reason": outcome.reason,
+                "error_detail": outcome.detail,
             }
         )
         return EXIT_FAILED
-    scores = detector.head_scores(result.features, result.mask)
-    body = verdict(
-        scores,
-        result.starts,
-        result.ends,
-        result.frames_analyzed,
-        result.info,
-        detector.config.decision,
-    )
-    emit({**identity, "status": "scored", **body})
+    emit({**identity, "status": "scored", **outcome.verdict})
     return EXIT_OK
 
 
@@ -385,6 +388,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("video", help="local path or s3:// URI")
     p.add_argument("--model", required=True, help="bundle directory or s3:// prefix")
     add_precision_option(p, default="float32")
+    add_decode_limit_options(p)
     p.set_defaults(func=cmd_score)
 
     # The scan's own parser (pipelines.scan) reads its options and `--help`; Beam options such as

@@ -2,8 +2,8 @@
 
 Every file is real: truncated, mislabelled, audio-only, tiny, 8K, hour-long, variable-frame-rate
 and rotated files come out of FFmpeg (the binary in the imageio-ffmpeg wheel) or are cut from
-its output. Only ``crash.mp4`` and ``hang.mp4`` need the decoder's test seam
-(``pipelines.isolation.FAULTS_ENV``) to misbehave.
+its output. Only ``crash.mp4`` and ``hang.mp4`` need the test-only decoder child
+(``faulty_decoder``) to misbehave.
 """
 
 from __future__ import annotations
@@ -16,8 +16,6 @@ import numpy as np
 from media import carphone_path, make_clip, rotate_clip, run_ffmpeg
 
 SCORED = "scored"
-# The seam's instructions for the decoder child, keyed by file name.
-FAULTS = {"crash.mp4": "crash", "hang.mp4": "hang"}
 # Bigger than any real file here, smaller than the sparse ``huge.mp4``.
 MAX_VIDEO_BYTES = 64 << 20
 # VFR_SPLIT frames at VFR_FAST fps, then the rest at VFR_SLOW fps.

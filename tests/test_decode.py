@@ -16,12 +16,15 @@ import psutil
 import pytest
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
+from apache_beam.pvalue import TaggedOutput
 from media import make_clip
 
 from model.config import DetectorConfig, FaceCropConfig
-from pipelines.scan.decode import AssignDecodeGroups, DecodeVideos, local_copy
+from pipelines.scan.decode import FAILED, AssignDecodeGroups, DecodeVideos, local_copy
+from pipelines.scan.decoders import ChildDecoders
 from pipelines.scan.isolation import DecoderProcess
 from pipelines.scan.listing import VideoRef
+from pipelines.scan.outcomes import Failed
 
 
 @pytest.mark.unit
@@ -72,7 +75,9 @@ def test_the_decoder_child_reuses_its_memory_from_one_video_to_the_next(tmp_path
 
 
 @pytest.mark.component
-def test_a_group_yields_batches_of_several_videos_and_error_rows(corpus, small_config, tmp_path):
+def test_a_group_yields_batches_of_several_videos_and_failures_apart(
+    corpus, small_config, tmp_path
+):
     good = sorted(corpus.rglob("*.mp4"))[:3]
     broken = tmp_path / "broken.mp4"
     broken.write_bytes(b"these bytes are not a video")
@@ -80,20 +85,20 @@ def test_a_group_yields_batches_of_several_videos_and_error_rows(corpus, small_c
     empty.touch()
     paths = [good[0], broken, good[1], empty, good[2]]
     refs = [VideoRef(str(p), f"sha256:{i}", p.stat().st_size) for i, p in enumerate(paths)]
-    decode = DecodeVideos(small_config, "m1", min_batch_windows=5)
+    decode = DecodeVideos(small_config, min_batch_windows=5)
     decode.setup()
     try:
         out = list(decode.process((0, refs)))
     finally:
         decode.teardown()
 
-    errors = {row["video_uri"]: row for row in out if isinstance(row, dict)}
-    assert {uri: row["error_reason"] for uri, row in errors.items()} == {
-        str(broken): "unreadable",
-        str(empty): "empty_file",
-    }
-    assert all(row["status"] == "error" and row["model_version"] == "m1" for row in errors.values())
-    batches = [item for item in out if isinstance(item, list)]
+    tagged = [item for item in out if isinstance(item, TaggedOutput)]
+    assert {item.tag for item in tagged} == {FAILED}
+    assert [item.value for item in tagged] == [
+        Failed(refs[1], "unreadable", tagged[0].value.detail),
+        Failed(refs[3], "empty_file", tagged[1].value.detail),
+    ]
+    batches = [item for item in out if not isinstance(item, TaggedOutput)]
     clips = [clip for batch in batches for clip in batch]
     assert [clip.video.ref for clip in clips] == [refs[0], refs[2], refs[4]]
     assert all(sum(clip.windows for clip in batch) >= 5 for batch in batches[:-1])
@@ -112,7 +117,7 @@ def test_a_group_yields_batches_of_several_videos_and_error_rows(corpus, small_c
 def test_the_next_video_decodes_while_the_caller_scores_this_one(corpus, small_config):
     paths = [str(p) for p in sorted(corpus.rglob("*.mp4"))[:3]]
     refs = [VideoRef(p, f"sha256:{i}", os.path.getsize(p)) for i, p in enumerate(paths)]
-    decode = DecodeVideos(small_config, "m1", min_batch_windows=1)
+    decode = DecodeVideos(small_config, min_batch_windows=1)
     decode.setup()
     started: list[str] = []
     second_started = threading.Event()
@@ -156,9 +161,11 @@ def child_pids() -> set[int]:
 @pytest.mark.parametrize("decoders", [1, 2])
 def test_the_copies_of_the_step_in_a_worker_share_its_decoders(corpus, small_config, decoders):
     """Beam sets up one copy of the DoFn per worker thread, unpickled from the same step."""
-    step = DecodeVideos(small_config, "m1", min_batch_windows=1, decoders=decoders)
+    step = DecodeVideos(small_config, min_batch_windows=1, decoders=ChildDecoders(size=decoders))
     copies = [pickle.loads(pickle.dumps(step)) for _ in range(3)]
-    other_step = DecodeVideos(small_config, "m1", min_batch_windows=1, decoders=decoders)
+    other_step = DecodeVideos(
+        small_config, min_batch_windows=1, decoders=ChildDecoders(size=decoders)
+    )
     paths = [str(p) for p in sorted(corpus.rglob("*.mp4"))[:3]]
     refs = [VideoRef(p, f"sha256:{i}", os.path.getsize(p)) for i, p in enumerate(paths)]
     before = child_pids()

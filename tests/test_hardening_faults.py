@@ -35,7 +35,7 @@ from scanning import assert_summary_matches_table, scan, scan_run, table
 from sqlalchemy import text
 
 from pipelines import cli
-from pipelines.scan.decode import DecodeVideos
+from pipelines.scan.decode import FAILED, DecodeVideos
 from pipelines.scan.listing import DescribeVideos
 from pipelines.store import database
 from pipelines.store.migrations import migrate
@@ -397,16 +397,17 @@ def test_an_object_deleted_after_the_listing_is_an_error_row(corpus, small_confi
     client.create_bucket(Bucket="vanishing")
     upload(client, corpus, "vanishing", ["day/gone.mp4"])
     FileSystems.set_options(PipelineOptions([f"--s3_endpoint_url={s3_server}"]))
-    decode = DecodeVideos(small_config, "m1", min_batch_windows=1)
+    decode = DecodeVideos(small_config, min_batch_windows=1)
     decode.setup()
     try:
         (metadata,) = FileSystems.match(["s3://vanishing/day/*"])[0].metadata_list
         (ref,) = DescribeVideos(("mp4",)).process(metadata)
         client.delete_object(Bucket="vanishing", Key="day/gone.mp4")
-        (row,) = decode.process((0, [ref]))
+        (output,) = decode.process((0, [ref]))
     finally:
         decode.teardown()
         FileSystems.set_options(None)  # later tests must not reach this server
-    assert (row["status"], row["error_reason"]) == ("error", "s3_not_found")
-    assert row["content_version"] == ref.content_version
+    assert output.tag == FAILED
+    assert output.value.ref == ref
+    assert output.value.reason == "s3_not_found"
     assert ref.content_version.startswith("etag:")

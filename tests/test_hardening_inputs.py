@@ -1,8 +1,8 @@
 """Bad inputs: every odd upload ends as a scored row or an error row with a specific reason.
 
-``crash.mp4`` and ``hang.mp4`` make the decoder child crash (SIGSEGV) or hang through its test
-seam (``pipelines.isolation.FAULTS_ENV``): no file crashes or hangs this OpenCV build on demand,
-and the seam acts inside the real child process, so the parent's isolation is what is tested.
+``crash.mp4`` and ``hang.mp4`` make the decoder child crash (SIGSEGV) or hang: the tests start
+the test-only child ``faulty_decoder`` (no file crashes or hangs this OpenCV build on demand),
+which misbehaves inside a real child process, so the parent's isolation is what is tested.
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ import psutil
 import pytest
 from badmedia import (
     EXPECTED,
-    FAULTS,
     MAX_VIDEO_BYTES,
     ODD_NAMES,
     SCORED,
@@ -27,13 +26,15 @@ from badmedia import (
     write_bad_inputs,
 )
 from conftest import SMALL_CONFIG
+from faulty_decoder import CHILD
 from scanning import assert_summary_matches_table, table
 
 from model.container import image_format, mp4_problem
 from model.errors import VideoError
 from model.frames import plan_windows
-from pipelines import cli
-from pipelines.scan.isolation import FAULTS_ENV, DecoderPool, DecoderProcess
+from pipelines.scan.decoders import ChildDecoders
+from pipelines.scan.isolation import DecoderPool, DecoderProcess
+from pipelines.scan.run import run
 
 
 @pytest.fixture(scope="module")
@@ -48,17 +49,13 @@ def outcome(row: dict) -> str:
 
 
 @pytest.mark.e2e
-def test_a_folder_of_bad_inputs_and_good_videos_gives_one_row_each(
-    bad_inputs, bundle, tmp_path, monkeypatch, capsys
-):
-    monkeypatch.setenv(FAULTS_ENV, json.dumps(FAULTS))
+def test_a_folder_of_bad_inputs_and_good_videos_gives_one_row_each(bad_inputs, bundle, tmp_path):
     db_url = f"sqlite:///{tmp_path / 'scan.db'}"
     limits = ["--decode_timeout_s", "20", "--max_video_bytes", str(MAX_VIDEO_BYTES)]
-    argv = ["scan", "--input", str(bad_inputs), "--model", str(bundle), "--db", db_url, *limits]
+    argv = ["--input", str(bad_inputs), "--model", str(bundle), "--db", db_url, *limits]
 
-    assert cli.main(argv) == cli.EXIT_OK
+    summary = run(argv, decoders=ChildDecoders(child=CHILD))
 
-    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     errors = sum(expected != SCORED for expected in EXPECTED.values())
     assert (summary["status"], summary["videos_seen"], summary["errors"]) == (
         "succeeded",
@@ -106,12 +103,9 @@ def children() -> set[int]:
 
 
 @pytest.mark.component
-def test_a_crashing_decoder_costs_one_video_and_a_fresh_one_decodes_the_next(
-    bad_inputs, monkeypatch
-):
-    monkeypatch.setenv(FAULTS_ENV, json.dumps(FAULTS))
+def test_a_crashing_decoder_costs_one_video_and_a_fresh_one_decodes_the_next(bad_inputs):
     before = children()
-    decoder = DecoderProcess(SMALL_CONFIG, timeout_s=300)
+    decoder = DecoderProcess(SMALL_CONFIG, timeout_s=300, child=CHILD)
     try:
         decoder.start()
         (first,) = children() - before
@@ -132,10 +126,9 @@ def test_a_crashing_decoder_costs_one_video_and_a_fresh_one_decodes_the_next(
 
 
 @pytest.mark.component
-def test_a_hanging_decoder_is_stopped_at_the_time_limit(bad_inputs, monkeypatch):
-    monkeypatch.setenv(FAULTS_ENV, json.dumps(FAULTS))
+def test_a_hanging_decoder_is_stopped_at_the_time_limit(bad_inputs):
     before = children()
-    decoder = DecoderProcess(SMALL_CONFIG, timeout_s=1.0)
+    decoder = DecoderProcess(SMALL_CONFIG, timeout_s=1.0, child=CHILD)
     decoder.start()
     (child,) = children() - before
     with pytest.raises(VideoError) as caught:
@@ -166,13 +159,10 @@ def hang_then_queue(pool: DecoderPool, threads: ThreadPoolExecutor, folder: Path
 
 
 @pytest.mark.component
-def test_a_video_queued_behind_a_hang_on_a_shared_decoder_still_gets_its_full_time(
-    bad_inputs, monkeypatch
-):
+def test_a_video_queued_behind_a_hang_on_a_shared_decoder_still_gets_its_full_time(bad_inputs):
     """Two threads share one decoder: the second video's time limit starts when it is sent."""
-    monkeypatch.setenv(FAULTS_ENV, json.dumps(FAULTS))
     before = children()
-    pool = DecoderPool(SMALL_CONFIG, timeout_s=3.0, size=1)
+    pool = DecoderPool(SMALL_CONFIG, timeout_s=3.0, size=1, child=CHILD)
     pool.start()
     try:
         with ThreadPoolExecutor(max_workers=2) as threads:
@@ -187,11 +177,10 @@ def test_a_video_queued_behind_a_hang_on_a_shared_decoder_still_gets_its_full_ti
 
 
 @pytest.mark.component
-def test_a_video_waiting_behind_a_hang_starts_a_spare_decoder(bad_inputs, monkeypatch):
+def test_a_video_waiting_behind_a_hang_starts_a_spare_decoder(bad_inputs):
     """The hang keeps its child until its time limit; the video waiting for it need not wait."""
-    monkeypatch.setenv(FAULTS_ENV, json.dumps(FAULTS))
     before = children()
-    pool = DecoderPool(SMALL_CONFIG, timeout_s=30.0, size=1, spare_after_s=1.0)
+    pool = DecoderPool(SMALL_CONFIG, timeout_s=30.0, size=1, spare_after_s=1.0, child=CHILD)
     pool.start()
     try:
         with ThreadPoolExecutor(max_workers=2) as threads:

@@ -1,4 +1,4 @@
-"""The model handler, called directly on a batch, and the verdict row it leads to."""
+"""The model handler, called directly on a batch, and the verdict and row it leads to."""
 
 from __future__ import annotations
 
@@ -6,15 +6,15 @@ import json
 
 import numpy as np
 import pytest
-from apache_beam.ml.inference.base import PredictionResult
 
 from model.bundle import read_manifest
 from model.config import DecisionConfig
 from model.errors import BundleError
 from model.video import VideoInfo
 from pipelines.scan.decode import DecodedVideo, VideoClip
-from pipelines.scan.inference import WindowModelHandler, video_row
+from pipelines.scan.inference import WindowModelHandler, scored
 from pipelines.scan.listing import VideoRef
+from pipelines.scan.writing import result_row
 
 
 def make_clip(rng, name: str, windows: int, frames: int, size: int) -> VideoClip:
@@ -69,7 +69,7 @@ def test_window_scores_become_a_flagged_row_pending_review():
         frames_analyzed=16,
     )
     decision = DecisionConfig(threshold=0.5, aggregation="max")
-    row = video_row(PredictionResult(video, np.array([0.2, 0.9]), "m1"), decision)
+    row = result_row(scored(video, np.array([0.2, 0.9]), decision), "m1")
     assert row["video_uri"] == "s3://b/v.mp4"
     assert row["content_version"] == "etag:x:size:3"
     assert row["model_version"] == "m1"

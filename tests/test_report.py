@@ -16,7 +16,7 @@ import pytest
 from model.bundle import MANIFEST, content_version
 from pipelines import cli
 from pipelines.moderation.report import window_frames
-from pipelines.store import database
+from pipelines.scan import writing
 from tests.rows import finished_run, verdict
 from tests.scanning import scan, table
 
@@ -90,7 +90,7 @@ def test_the_page_lists_flagged_videos_escaped_with_plots_or_placeholders(
 
 
 def scored(uri: str, score: float, segments: list[dict], flagged: bool = True) -> dict:
-    return database.scored_row(uri, "sha256:x", "v1", verdict(score, flagged, segments))
+    return writing.scored_row(uri, "sha256:x", "v1", verdict(score, flagged, segments))
 
 
 @pytest.mark.component

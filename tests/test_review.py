@@ -19,6 +19,7 @@ from pipelines.moderation.review import (
     read_state,
     record_review,
 )
+from pipelines.scan import writing
 from pipelines.store import database
 from pipelines.store.migrations import migrate
 from tests.rows import finished_run, verdict
@@ -60,16 +61,16 @@ def db_url(request, tmp_path):
         else request.getfixturevalue("pg_url")
     )
     a, b = "s3://uploads/a.mp4", "s3://uploads/b.mp4"
-    finished_run(url, "run-1", "m1", [database.scored_row(a, "c1", "m1", verdict(0.9, True))])
+    finished_run(url, "run-1", "m1", [writing.scored_row(a, "c1", "m1", verdict(0.9, True))])
     finished_run(
         url,
         "run-2",
         "m1",
         [
-            database.scored_row(a, "c2", "m1", verdict(0.8, True)),
-            database.scored_row(a, "c2", "m2", verdict(0.7, True)),
-            database.scored_row(a, "c2", "m3", verdict(0.3, False)),
-            database.scored_row(b, "c1", "m1", verdict(0.1, False)),
+            writing.scored_row(a, "c2", "m1", verdict(0.8, True)),
+            writing.scored_row(a, "c2", "m2", verdict(0.7, True)),
+            writing.scored_row(a, "c2", "m3", verdict(0.3, False)),
+            writing.scored_row(b, "c1", "m1", verdict(0.1, False)),
         ],
     )
     return url

@@ -18,9 +18,15 @@ from scanning import assert_summary_matches_table, new_version, scan, table
 from sqlalchemy.exc import SQLAlchemyError
 
 from pipelines import cli
-from pipelines.scan.isolation import FAULTS_ENV
 from pipelines.scan.options import LOCAL_RUNNER, resolve_runner
 from pipelines.scan.run import Stopped, stop_on_signals
+
+# The scan, as ``python -m pipelines.scan`` runs it, with the test-only decoder child.
+SCAN_WITH_FAULTY_DECODER = (
+    "import sys; from faulty_decoder import CHILD; "
+    "from pipelines.scan.decoders import ChildDecoders; from pipelines.scan.run import run; "
+    "run(sys.argv[1:], decoders=ChildDecoders(child=CHILD))"
+)
 
 
 @pytest.mark.e2e
@@ -203,10 +209,12 @@ def test_rows_reach_the_database_while_the_scan_still_runs(corpus, bundle, tmp_p
     shutil.copytree(corpus, videos)
     shutil.copy(next(corpus.rglob("*.mp4")), videos / "hang.mp4")
     db_url = f"sqlite:///{tmp_path / 'scan.db'}"
-    command = [sys.executable, "-m", "pipelines.scan", "--input", str(videos), "--model"]
+    command = [sys.executable, "-c", SCAN_WITH_FAULTY_DECODER, "--input", str(videos), "--model"]
     command += [str(bundle), "--db", db_url, "--write_batch_size", "1", "--decode_timeout_s", "900"]
     command += ["--direct_num_workers=2", "--direct_running_mode=multi_threading"]
-    env = {**os.environ, FAULTS_ENV: json.dumps({"hang.mp4": "hang"})}
+    tests = str(Path(__file__).resolve().parent)
+    path = os.pathsep.join(filter(None, [tests, os.environ.get("PYTHONPATH")]))
+    env = {**os.environ, "PYTHONPATH": path}
     scanner = subprocess.Popen(command, env=env, stderr=subprocess.DEVNULL, stdout=subprocess.PIPE)
     try:
         deadline = time.monotonic() + 300

@@ -9,18 +9,16 @@ import urllib.request
 from datetime import UTC
 from pathlib import Path
 
-import apache_beam as beam
 import pytest
 from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.options.pipeline_options import PipelineOptions
+from apache_beam.runners.runner import PipelineResult
+from apache_beam.testing import test_pipeline
 from prometheus_client.parser import text_string_to_metric_families
 
-from model.bundle import detector_config, read_bundle_manifest
-from pipelines.scan import metrics
-from pipelines.scan.graph import ScanVideos
-from pipelines.scan.options import ScanOptions
+from pipelines.scan import metrics, writing
+from pipelines.scan.run import run
 from pipelines.store import database
-from pipelines.store.migrations import migrate
 from tests.rows import finished_run, verdict
 from tests.scanning import scan, scan_run, table
 
@@ -108,11 +106,11 @@ def publish(db_url: str, run_id: str, gateway: str | None) -> str:
 
 def run_rows(version: str) -> list[dict]:
     return [
-        database.scored_row("/videos/a.mp4", "sha256:a", version, verdict(0.9, True)),
-        database.scored_row("/videos/b.mp4", "sha256:b", version, verdict(0.2, False)),
-        database.scored_row("/videos/c.mp4", "sha256:c", version, verdict(0.1, False)),
-        database.error_row("/videos/d.mp4", "sha256:d", version, "unreadable", "not a video"),
-        database.error_row("/videos/e.mp4", "sha256:e", version, "empty_file", "zero bytes"),
+        writing.scored_row("/videos/a.mp4", "sha256:a", version, verdict(0.9, True)),
+        writing.scored_row("/videos/b.mp4", "sha256:b", version, verdict(0.2, False)),
+        writing.scored_row("/videos/c.mp4", "sha256:c", version, verdict(0.1, False)),
+        writing.error_row("/videos/d.mp4", "sha256:d", version, "unreadable", "not a video"),
+        writing.error_row("/videos/e.mp4", "sha256:e", version, "empty_file", "zero bytes"),
     ]
 
 
@@ -229,28 +227,24 @@ def test_a_scan_whose_push_fails_still_succeeds(corpus, bundle, tmp_path, monkey
     assert "Connection refused" in recorded["metrics_push_error"]
 
 
+class KeepsResult(test_pipeline.TestPipeline):
+    """A test pipeline that keeps the result of its run, whose metrics the test reads."""
+
+    def run(self, test_runner_api: bool | str = True) -> PipelineResult:
+        self.result = super().run(test_runner_api)
+        return self.result
+
+
 @pytest.mark.e2e
 def test_beam_metrics_count_the_scan_as_it_runs(corpus, bundle, tmp_path):
     """On the local runner, whose results report metrics, the counters match the rows."""
     videos = scan_folder(corpus, tmp_path / "videos", 3)
     db_url = f"sqlite:///{tmp_path / 'scan.db'}"
-    options = PipelineOptions(
-        ["--input", str(videos), "--model", str(bundle), "--db", db_url, "--runner=FnApiRunner"]
-    )
-    manifest = read_bundle_manifest(str(bundle))
-    version = manifest["model_version"]
-    engine = database.connect(db_url)
-    migrate(engine)
-    database.start_run(
-        engine, database.Tables.reflect(engine), "run-1", str(videos), version, "local"
-    )
-    engine.dispose()
-    pipeline = beam.Pipeline(options=options)
-    _ = pipeline | ScanVideos(
-        options.view_as(ScanOptions), detector_config(manifest), version, "run-1"
-    )
-    result = pipeline.run()
-    result.wait_until_finish()
+    argv = ["--input", str(videos), "--model", str(bundle), "--db", db_url, "--runner=FnApiRunner"]
+    pipeline = KeepsResult(options=PipelineOptions(argv))
+    summary = run(argv, test_pipeline=pipeline)
+    assert (summary["scored"], summary["errors"]) == (3, 1)
+    result = pipeline.result
 
     def committed(name: str):
         found = result.metrics().query(MetricsFilter().with_namespace("deeptrust").with_name(name))

@@ -8,6 +8,7 @@ import pytest
 from conftest import BACKENDS
 from sqlalchemy import func, select
 
+from pipelines.scan import writing
 from pipelines.store import database
 from pipelines.store.migrations import migrate
 
@@ -49,7 +50,7 @@ def upsert(engine, tables, batch, run_id):
 
 def test_writing_the_same_rows_twice_keeps_one_row_per_key(db):
     engine, tables = db
-    row = database.scored_row("s3://b/v.mp4", "etag:1:size:9", "m1", VERDICT)
+    row = writing.scored_row("s3://b/v.mp4", "etag:1:size:9", "m1", VERDICT)
     upsert(engine, tables, [row], "run-1")
     upsert(engine, tables, [row], "run-2")
     (stored,) = rows(engine, tables)
@@ -65,9 +66,9 @@ def test_a_new_content_or_model_version_is_a_new_row(db):
         engine,
         tables,
         [
-            database.scored_row("v", "c1", "m1", VERDICT),
-            database.scored_row("v", "c2", "m1", VERDICT),
-            database.scored_row("v", "c1", "m2", VERDICT),
+            writing.scored_row("v", "c1", "m1", VERDICT),
+            writing.scored_row("v", "c2", "m1", VERDICT),
+            writing.scored_row("v", "c1", "m2", VERDICT),
         ],
         "run-1",
     )
@@ -76,7 +77,7 @@ def test_a_new_content_or_model_version_is_a_new_row(db):
 
 def test_a_moderators_decision_survives_a_rescan(db):
     engine, tables = db
-    row = database.scored_row("v", "c", "m", VERDICT)
+    row = writing.scored_row("v", "c", "m", VERDICT)
     upsert(engine, tables, [row], "run-1")
     with engine.begin() as conn:
         conn.execute(tables.results.update().values(review_status="confirmed"))
@@ -86,10 +87,10 @@ def test_a_moderators_decision_survives_a_rescan(db):
 
 def test_error_rows_do_not_count_as_scored_and_are_replaced_by_a_retry(db):
     engine, tables = db
-    upsert(engine, tables, [database.error_row("v", "c", "m", "unreadable", "bad header")], "run-1")
+    upsert(engine, tables, [writing.error_row("v", "c", "m", "unreadable", "bad header")], "run-1")
     with engine.connect() as conn:
         assert not database.is_scored(conn, tables.results, "v", "c", "m")
-    upsert(engine, tables, [database.scored_row("v", "c", "m", VERDICT)], "run-2")
+    upsert(engine, tables, [writing.scored_row("v", "c", "m", VERDICT)], "run-2")
     with engine.connect() as conn:
         assert database.is_scored(conn, tables.results, "v", "c", "m")
         assert conn.execute(select(func.count()).select_from(tables.results)).scalar() == 1
@@ -107,8 +108,8 @@ def test_finish_run_counts_rows_and_flags_a_run_that_lost_videos(db):
         engine,
         tables,
         [
-            database.scored_row("a", "c", "m", VERDICT),
-            database.scored_row("b", "c", "m", {**VERDICT, "score": 0.1, "flagged": False}),
+            writing.scored_row("a", "c", "m", VERDICT),
+            writing.scored_row("b", "c", "m", {**VERDICT, "score": 0.1, "flagged": False}),
         ],
         "run-1",
     )
@@ -121,5 +122,5 @@ def test_finish_run_counts_rows_and_flags_a_run_that_lost_videos(db):
         0,
     )
     assert run["status"] == "incomplete"  # 4 listed, 1 skipped, only 2 rows
-    upsert(engine, tables, [database.error_row("c", "c", "m", "no_frames", "empty")], "run-1")
+    upsert(engine, tables, [writing.error_row("c", "c", "m", "no_frames", "empty")], "run-1")
     assert database.finish_run(engine, tables, "run-1")["status"] == "succeeded"

@@ -41,11 +41,15 @@ from model.config import BackboneConfig, DetectorConfig
 from model.detector import Detector
 from model.runtime import AUTO, FLOAT32
 from model.synth import write_corpus, write_video
-from model.video import SampledVideo, WindowSampler
 from pipelines.bench.memory import in_fresh_process, peak_rss_mb, reset_peak_rss
 from pipelines.bench.prototype import prototype_score
+from pipelines.scan.decode import VideoClip, decode_video
+from pipelines.scan.decoders import InProcessDecoders, Sampler
+from pipelines.scan.limits import DecodeLimits
 from pipelines.scan.listing import is_video
+from pipelines.scan.one_video import local_ref, score_video
 from pipelines.scan.options import ScanOptions
+from pipelines.scan.outcomes import Failed
 from pipelines.scan.run import run as run_scan
 from pipelines.store import database
 
@@ -189,20 +193,29 @@ def timed(work: Callable[[], int]) -> Rate:
     return Rate(frames, time.perf_counter() - start)
 
 
-def measure_decode(space: Workspace) -> tuple[Rate, list[SampledVideo]]:
-    """Sample every video into windows; returns them too, for ``measure_model``."""
-    sampler = WindowSampler(space.detector.config)
-    sampler.sample(space.videos[0])  # traces MTCNN's graphs, as a worker does once
-    decoded: list[SampledVideo] = []
-
-    def work() -> int:
-        decoded.extend(sampler.sample(path) for path in space.videos)
-        return sum(int(video.mask.sum()) for video in decoded)
-
-    return timed(work), decoded
+def decoded_clip(path: str, sampler: Sampler) -> VideoClip:
+    """``path``'s windows by the scan's decode path; the bench's videos must all decode."""
+    decoded = decode_video(local_ref(path), sampler, DecodeLimits.max_bytes)
+    if isinstance(decoded, Failed):
+        raise RuntimeError(f"the bench's video {path} did not decode: {decoded}")
+    return decoded
 
 
-def stacked_windows(decoded: Sequence[SampledVideo]) -> tuple[np.ndarray, np.ndarray]:
+def measure_decode(space: Workspace) -> tuple[Rate, list[VideoClip]]:
+    """Sample every video into windows, in this process; returns them too, for
+    ``measure_model``."""
+    decoded: list[VideoClip] = []
+    with InProcessDecoders().open(space.detector.config, DecodeLimits.timeout_s) as sampler:
+        decoded_clip(space.videos[0], sampler)  # traces MTCNN's graphs, as a worker does once
+
+        def work() -> int:
+            decoded.extend(decoded_clip(path, sampler) for path in space.videos)
+            return sum(clip.video.frames_analyzed for clip in decoded)
+
+        return timed(work), decoded
+
+
+def stacked_windows(decoded: Sequence[VideoClip]) -> tuple[np.ndarray, np.ndarray]:
     return np.concatenate([v.frames for v in decoded]), np.concatenate([v.mask for v in decoded])
 
 
@@ -275,11 +288,15 @@ def decode_and_score(bundle: str, video: str, precision: str) -> float:
     with the video's length, so the peak starts over once the model is warm.
     """
     detector, _ = load_bundle(bundle, precision=precision)
-    sampler = WindowSampler(detector.config)
-    detector.warm_up()
-    reset_peak_rss()
-    sampled = sampler.sample(video)
-    detector.score_windows(sampled.frames, sampled.mask)
+    config = detector.config
+    with InProcessDecoders().open(config, DecodeLimits.timeout_s) as sampler:
+        detector.warm_up()
+        reset_peak_rss()
+        outcome = score_video(
+            local_ref(video), sampler, detector, DecodeLimits.max_bytes, config.decision
+        )
+    if isinstance(outcome, Failed):
+        raise RuntimeError(f"the bench's video {video} was not scored: {outcome}")
     return peak_rss_mb()
 
 

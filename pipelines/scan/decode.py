@@ -9,25 +9,23 @@ emitted from ``process``: Beam 2.77's Dask runner drops whatever a DoFn emits in
 
 Each video is decoded in a child process (``pipelines.scan.isolation``) under a time limit, after a
 size check on the listing's metadata, so a hostile upload costs one error row and nothing more.
-A worker process's threads share ``decoders`` such children.
+A worker process's threads share ``decoders`` such children (``pipelines.scan.decoders``).
+
+A video that fails leaves the step as a :class:`~pipelines.scan.outcomes.Failed` on the tagged
+output ``failed``; batches leave on the main output. :func:`decode_video` is the one path from a
+listed video to its windows, which ``deeptrust score`` and ``deeptrust bench`` share.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-import os
-import re
 import shutil
-import tempfile
 import time
-import uuid
 import zlib
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
 
 import apache_beam as beam
 import numpy as np
@@ -36,23 +34,17 @@ from apache_beam.io.filesystems import FileSystems
 
 from model.config import DetectorConfig
 from model.errors import VideoError
-from model.storage import is_s3, prefer_standard_retries
+from model.storage import is_s3, prefer_standard_retries, temporary_copy
 from model.video import VideoInfo
 from pipelines.scan import metrics
-from pipelines.scan.isolation import shared_pool
+from pipelines.scan.decoders import ChildDecoders, Decoders, Sampler
+from pipelines.scan.limits import DecodeLimits
 from pipelines.scan.listing import VideoRef
-from pipelines.store import database
+from pipelines.scan.outcomes import Failed
 
 _LOG = logging.getLogger(__name__)
-_SAFE_SUFFIX = re.compile(r"\.[A-Za-z0-9]{1,8}")
-
-
-@dataclass(frozen=True)
-class DecodeLimits:
-    """What one video may cost: its size (from the listing, before download) and decode time."""
-
-    max_bytes: int = 4 << 30
-    timeout_s: float = 120.0
+# The tags of DecodeVideos' outputs: batches of VideoClip on the main one, Failed on the other.
+BATCHES, FAILED = "batches", "failed"
 
 
 @dataclass(frozen=True)
@@ -101,32 +93,30 @@ class AssignDecodeGroups(beam.DoFn):
         self._next = (self._next + 1) % self._groups
 
 
+def _download(uri: str, name: str) -> None:
+    """Copy ``uri`` through Beam's filesystems, which the pipeline's options configure."""
+    with (
+        open(name, "wb") as out,
+        FileSystems.open(uri, compression_type=CompressionTypes.UNCOMPRESSED) as src,
+    ):
+        shutil.copyfileobj(src, out)
+
+
 @contextlib.contextmanager
 def local_copy(uri: str) -> Iterator[str]:
-    """A local path holding ``uri``'s bytes; remote objects are copied to a temporary file.
-
-    The temporary name never derives from the object key, so a key cannot choose where anything
-    lands on disk; the copy is deleted on exit.
-    """
+    """A local path holding ``uri``'s bytes; remote objects are copied to a temporary file
+    (``model.storage.temporary_copy``), deleted on exit."""
     if not is_s3(uri) and "://" not in uri:
         yield uri
         return
-    suffix = Path(uri).suffix
-    fd, name = tempfile.mkstemp(
-        prefix="deeptrust-", suffix=suffix if _SAFE_SUFFIX.fullmatch(suffix) else ""
-    )
     try:
-        try:
-            with (
-                os.fdopen(fd, "wb") as out,
-                FileSystems.open(uri, compression_type=CompressionTypes.UNCOMPRESSED) as src,
-            ):
-                shutil.copyfileobj(src, out)
-        except Exception as err:
-            raise _fetch_error(uri, err) from err
-        yield name
+        path = temporary_copy(uri, _download)
+    except Exception as err:
+        raise _fetch_error(uri, err) from err
+    try:
+        yield str(path)
     finally:
-        os.unlink(name)
+        path.unlink()
 
 
 def _fetch_error(uri: str, err: Exception) -> VideoError:
@@ -139,30 +129,60 @@ def _fetch_error(uri: str, err: Exception) -> VideoError:
     return VideoError("fetch_failed", f"could not read {uri}: {err}")
 
 
-class DecodeVideos(beam.DoFn):
-    """(group, [VideoRef]) -> batches (lists of VideoClip) and error rows for failed videos.
+def decode_video(ref: VideoRef, sampler: Sampler, max_bytes: int) -> VideoClip | Failed:
+    """``ref``'s windows, or why it has none: over ``max_bytes`` (from the listing, before any
+    download), unreadable, or failed in the decoder. Never raises for the video's sake."""
+    try:
+        if ref.problem is not None:  # the listing found no regular file: never opened
+            raise VideoError(ref.problem.code, ref.problem.detail)
+        if ref.size_bytes > max_bytes:
+            raise VideoError(
+                "too_large",
+                f"{ref.size_bytes} bytes, over the {max_bytes} allowed (--max_video_bytes)",
+            )
+        with local_copy(ref.uri) as path:
+            sampled = sampler.sample(path)
+    except VideoError as err:
+        return _failed(ref, err.code, err.detail)
+    except Exception as err:  # a failed video is a row, never a failed pipeline
+        _LOG.exception("decoding %s failed", ref.uri)
+        return _failed(ref, "decode_failed", f"{type(err).__name__}: {err}")
+    video = DecodedVideo(
+        ref=ref,
+        info=sampled.info,
+        starts=sampled.starts,
+        ends=sampled.ends,
+        frames_analyzed=int(sampled.mask.sum()),
+    )
+    return VideoClip(video, sampled.frames, sampled.mask)
 
-    The copies of this step in one worker process (one per thread) share ``decoders`` decoder
-    processes.
+
+def _failed(ref: VideoRef, code: str, detail: str) -> Failed:
+    _LOG.warning("%s: %s: %s", ref.uri, code, detail)
+    return Failed(ref, code, detail)
+
+
+class DecodeVideos(beam.DoFn):
+    """(group, [VideoRef]) -> batches (lists of VideoClip), and Failed on the ``failed`` tag.
+
+    The copies of this step in one worker process (one per thread) share the decoders that
+    ``decoders`` describes (by default one child process).
     """
 
     def __init__(
         self,
         config: DetectorConfig,
-        model_version: str,
         min_batch_windows: int,
-        limits: DecodeLimits = DecodeLimits(),
-        decoders: int = 1,
+        limits: DecodeLimits | None = None,
+        decoders: Decoders | None = None,
     ) -> None:
         self._config = config
-        self._model_version = model_version
         self._min_batch_windows = min_batch_windows
-        self._limits = limits
-        self._pool_size = decoders
-        self._pool_key = uuid.uuid4().hex  # pickled along, so every copy of the step shares it
-        self._decoded = beam.metrics.Metrics.counter("deeptrust", "videos_decoded")
-        self._failed = beam.metrics.Metrics.counter("deeptrust", "videos_failed")
-        self._windows = beam.metrics.Metrics.counter("deeptrust", "windows")
+        self._limits = DecodeLimits() if limits is None else limits
+        self._decoder_spec = ChildDecoders() if decoders is None else decoders
+        self._decoded = metrics.counter("videos_decoded")
+        self._failed = metrics.counter("videos_failed")
+        self._windows = metrics.counter("windows")
         self._frames = metrics.counter("frames_decoded")
         self._decode_ms = metrics.distribution("decode_ms")
 
@@ -170,7 +190,7 @@ class DecodeVideos(beam.DoFn):
         prefer_standard_retries()
         self._resources = contextlib.ExitStack()
         self._decoders = self._resources.enter_context(
-            shared_pool(self._pool_key, self._config, self._limits.timeout_s, self._pool_size)
+            self._decoder_spec.open(self._config, self._limits.timeout_s)
         )
         # One thread fetches and decodes the next video while this one's batch is scored.
         self._ahead = ThreadPoolExecutor(max_workers=1, thread_name_prefix="decode-ahead")
@@ -181,16 +201,16 @@ class DecodeVideos(beam.DoFn):
 
     def process(
         self, group: tuple[int, Iterable[VideoRef]]
-    ) -> Iterator[list[VideoClip] | dict[str, Any]]:
+    ) -> Iterator[list[VideoClip] | beam.pvalue.TaggedOutput]:
         _, refs = group
         batch: list[VideoClip] = []
         windows = videos = failed = 0
         for outcome in self._decoded_ahead(refs):
             videos += 1
-            if isinstance(outcome, dict):
+            if isinstance(outcome, Failed):
                 self._failed.inc()
                 failed += 1
-                yield outcome
+                yield beam.pvalue.TaggedOutput(FAILED, outcome)
                 continue
             self._decoded.inc()
             self._windows.inc(outcome.windows)
@@ -204,14 +224,14 @@ class DecodeVideos(beam.DoFn):
             yield batch
         _LOG.info("decoded a group of %d videos, %d of them failed", videos, failed)
 
-    def _decoded_ahead(self, refs: Iterable[VideoRef]) -> Iterator[VideoClip | dict[str, Any]]:
+    def _decoded_ahead(self, refs: Iterable[VideoRef]) -> Iterator[VideoClip | Failed]:
         """Each video's outcome, in order, with the next video decoding while the caller works.
 
         Video i+1 is submitted before video i is awaited, so the one decode thread starts it as
         soon as i is done and the child decodes it while the caller scores i. No more than one
         video is decoded ahead.
         """
-        ahead: Future[tuple[VideoClip | dict[str, Any], float]] | None = None
+        ahead: Future[tuple[VideoClip | Failed, float]] | None = None
         for ref in refs:
             current, ahead = ahead, self._ahead.submit(self._timed_decode, ref)
             if current is not None:
@@ -219,87 +239,56 @@ class DecodeVideos(beam.DoFn):
         if ahead is not None:
             yield self._collect(ahead)
 
-    def _timed_decode(self, ref: VideoRef) -> tuple[VideoClip | dict[str, Any], float]:
+    def _timed_decode(self, ref: VideoRef) -> tuple[VideoClip | Failed, float]:
         start = time.perf_counter()
-        return self._decode(ref), (time.perf_counter() - start) * 1000
+        outcome = decode_video(ref, self._decoders, self._limits.max_bytes)
+        return outcome, (time.perf_counter() - start) * 1000
 
-    def _collect(
-        self, decoding: Future[tuple[VideoClip | dict[str, Any], float]]
-    ) -> VideoClip | dict[str, Any]:
+    def _collect(self, decoding: Future[tuple[VideoClip | Failed, float]]) -> VideoClip | Failed:
         outcome, decode_ms = decoding.result()
         self._decode_ms.update(round(decode_ms))  # here: Beam counts no update from other threads
         return outcome
 
-    def _decode(self, ref: VideoRef) -> VideoClip | dict[str, Any]:
-        try:
-            if ref.problem is not None:  # the listing found no regular file: never opened
-                raise VideoError(ref.problem.code, ref.problem.detail)
-            if ref.size_bytes > self._limits.max_bytes:
-                raise VideoError(
-                    "too_large",
-                    f"{ref.size_bytes} bytes, over the {self._limits.max_bytes} allowed "
-                    "(--max_video_bytes)",
-                )
-            with local_copy(ref.uri) as path:
-                sampled = self._decoders.sample(path)
-        except VideoError as err:
-            return self._error(ref, err.code, err.detail)
-        except Exception as err:  # a failed video is a row, never a failed pipeline
-            _LOG.exception("decoding %s failed", ref.uri)
-            return self._error(ref, "decode_failed", f"{type(err).__name__}: {err}")
-        video = DecodedVideo(
-            ref=ref,
-            info=sampled.info,
-            starts=sampled.starts,
-            ends=sampled.ends,
-            frames_analyzed=int(sampled.mask.sum()),
-        )
-        return VideoClip(video, sampled.frames, sampled.mask)
 
-    def _error(self, ref: VideoRef, code: str, detail: str) -> dict[str, Any]:
-        _LOG.warning("%s: %s: %s", ref.uri, code, detail)
-        return database.error_row(ref.uri, ref.content_version, self._model_version, code, detail)
+def _is_batch(item: object) -> bool:
+    return isinstance(item, list)
+
+
+def _is_failed(item: object) -> bool:
+    return isinstance(item, Failed)
 
 
 class ExtractWindows(beam.PTransform):
-    """VideoRef -> window batches (lists of VideoClip) and error rows, in one PCollection.
-
-    One output rather than tagged outputs: the Dask runner hands every tagged output of a DoFn
-    to every consumer.
-    """
+    """VideoRef -> ``{BATCHES: window batches (lists of VideoClip), FAILED: Failed}``."""
 
     def __init__(
         self,
         config: DetectorConfig,
-        model_version: str,
         groups: int,
         min_batch_windows: int,
         limits: DecodeLimits,
-        decoders: int = 1,
+        decoders: Decoders | None = None,
     ) -> None:
         super().__init__()
         self._config = config
-        self._model_version = model_version
         self._groups = groups
         self._min_batch_windows = min_batch_windows
         self._limits = limits
         self._decoders = decoders
 
-    def expand(
-        self, refs: beam.PCollection[VideoRef]
-    ) -> beam.PCollection[list[VideoClip] | dict[str, Any]]:
-        return (
+    def expand(self, refs: beam.PCollection[VideoRef]) -> dict[str, beam.PCollection]:
+        decoded = (
             refs
             | "Assign decode groups" >> beam.ParDo(AssignDecodeGroups(self._groups))
             | "Group videos" >> beam.GroupByKey()
             | "Decode and batch"
             >> beam.ParDo(
-                DecodeVideos(
-                    self._config,
-                    self._model_version,
-                    self._min_batch_windows,
-                    self._limits,
-                    self._decoders,
-                )
-            )
+                DecodeVideos(self._config, self._min_batch_windows, self._limits, self._decoders)
+            ).with_outputs(FAILED, main=BATCHES)
         )
+        # Beam 2.77's Dask runner ignores the tags and hands every output of a DoFn to each of
+        # its consumers, so each side keeps its own kind (on other runners, everything passes).
+        return {
+            BATCHES: decoded[BATCHES] | "Batches only" >> beam.Filter(_is_batch),
+            FAILED: decoded[FAILED] | "Failures only" >> beam.Filter(_is_failed),
+        }

@@ -1,28 +1,47 @@
-"""The scan's pipeline graph: listing, planning, decoding, scoring and writing, wired together."""
+"""The scan's pipeline graph: listing, planning, decoding, scoring and writing, wired together.
+
+:func:`build_scan` puts the scan onto a pipeline that the caller made, with the model handler and
+the decoders the caller chose: ``pipelines.scan.run`` passes the bundle's ``WindowModelHandler``
+and a pool of decoder processes, a test may pass a fake handler and an in-process decoder.
+"""
 
 from __future__ import annotations
 
 import apache_beam as beam
+from apache_beam.ml.inference.base import ModelHandler
 
 from model.config import DetectorConfig
-from pipelines.scan.decode import ExtractWindows
-from pipelines.scan.inference import ScoreWindows, WindowModelHandler
+from pipelines.scan.decode import BATCHES, FAILED, ExtractWindows
+from pipelines.scan.decoders import Decoders
+from pipelines.scan.inference import ScoreWindows
 from pipelines.scan.listing import CountListing, ListVideos, PlanScan
 from pipelines.scan.options import ScanOptions
 from pipelines.scan.writing import WriteModerationResults
 
 
 class ScanVideos(beam.PTransform):
-    """PBegin -> rows in the database, for every new video under ``scan.input``."""
+    """PBegin -> rows in the database, for every new video under ``scan.input``.
+
+    ``handler`` scores window batches (lists of ``VideoClip``) into one ``PredictionResult`` of
+    window scores per video; ``decoders`` says where videos decode.
+    """
 
     def __init__(
-        self, scan: ScanOptions, config: DetectorConfig, model_version: str, run_id: str
+        self,
+        scan: ScanOptions,
+        config: DetectorConfig,
+        model_version: str,
+        run_id: str,
+        handler: ModelHandler,
+        decoders: Decoders,
     ) -> None:
         super().__init__()
         self._scan = scan
         self._config = config
         self._model_version = model_version
         self._run_id = run_id
+        self._handler = handler
+        self._decoders = decoders
 
     def expand(self, pbegin: beam.pvalue.PBegin) -> beam.PCollection:
         scan, config, version = self._scan, self._config, self._model_version
@@ -33,33 +52,40 @@ class ScanVideos(beam.PTransform):
             | "Plan the scan" >> beam.ParDo(PlanScan(scan.db, version, scan.rescan, scan.db_retry))
         )
         tally = planned | "Count the listing" >> CountListing()
-        extracted = (
+        decoded = (
             planned
             | "Drop already scored" >> beam.FlatMap(lambda item: [] if item.skip else [item.ref])
             | "Extract windows"
             >> ExtractWindows(
-                config,
-                version,
-                scan.decode_groups,
-                scan.min_batch_windows,
-                scan.limits,
-                scan.decoders,
+                config, scan.decode_groups, scan.min_batch_windows, scan.limits, self._decoders
             )
         )
-        handler = WindowModelHandler(scan.model, version, scan.max_batch_windows, scan.precision)
-        scored = (
-            extracted
-            | "Window batches" >> beam.Filter(lambda item: isinstance(item, list))
-            | "Score windows" >> ScoreWindows(handler, config.decision)
-        )
-        failed = extracted | "Failed videos" >> beam.Filter(lambda item: isinstance(item, dict))
+        scored = decoded[BATCHES] | "Score windows" >> ScoreWindows(self._handler, config.decision)
         # A writer per branch, so rows reach the database as videos finish: the local runner
         # fuses each writer into the step that feeds it, where one writer behind a Flatten would
         # run only once every branch had ended. The writers emit nothing; the last Flatten joins
         # them because the Dask runner computes only the last step's graph.
         run_id, size, retry = self._run_id, scan.write_batch_size, scan.db_retry
-        branches = {"scored rows": scored, "error rows": failed, "the listing": tally}
+        branches = {"scored rows": scored, "error rows": decoded[FAILED], "the listing": tally}
         return [
-            branch | f"Write {name}" >> WriteModerationResults(scan.db, run_id, size, retry)
+            branch
+            | f"Write {name}" >> WriteModerationResults(scan.db, run_id, version, size, retry)
             for name, branch in branches.items()
         ] | "Every write done" >> beam.Flatten()
+
+
+def build_scan(
+    pipeline: beam.Pipeline,
+    scan: ScanOptions,
+    config: DetectorConfig,
+    model_version: str,
+    run_id: str,
+    *,
+    handler: ModelHandler,
+    decoders: Decoders,
+) -> beam.PCollection:
+    """Put the scan of ``scan.input`` onto ``pipeline``; running the pipeline writes run
+    ``run_id``'s rows. Returns the (empty) collection that ends once every write is done."""
+    return pipeline | "Scan videos" >> ScanVideos(
+        scan, config, model_version, run_id, handler, decoders
+    )

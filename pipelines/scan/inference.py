@@ -1,4 +1,4 @@
-"""Score window batches with RunInference and turn each video's window scores into its row.
+"""Score window batches with RunInference and turn each video's window scores into its verdict.
 
 ``WindowModelHandler`` loads the bundle once per worker process (RunInference keeps the model
 in a shared handle that all threads of the process use). The bundle builds its detector under
@@ -24,7 +24,7 @@ from model.runtime import FLOAT32
 from model.verdict import verdict
 from pipelines.scan import metrics
 from pipelines.scan.decode import DecodedVideo, VideoClip
-from pipelines.store import database
+from pipelines.scan.outcomes import Scored
 
 
 class WindowModelHandler(ModelHandler[VideoClip, PredictionResult, Future[Detector]]):
@@ -98,35 +98,31 @@ class WindowModelHandler(ModelHandler[VideoClip, PredictionResult, Future[Detect
         return sum(clip.frames.nbytes for clip in batch)
 
     def get_metrics_namespace(self) -> str:
-        return "deeptrust"
+        return metrics.NAMESPACE
 
 
-def video_row(prediction: PredictionResult, decision: DecisionConfig) -> dict[str, Any]:
-    """A scored ``moderation_results`` row from one video's window scores."""
-    video: DecodedVideo = prediction.example
-    body = verdict(
-        prediction.inference,
-        video.starts,
-        video.ends,
-        video.frames_analyzed,
-        video.info,
-        decision,
-    )
-    return database.scored_row(video.ref.uri, video.ref.content_version, prediction.model_id, body)
+def scored(video: DecodedVideo, scores: np.ndarray, decision: DecisionConfig) -> Scored:
+    """A video's outcome from its window scores: the verdict that ``decision`` gives them."""
+    body = verdict(scores, video.starts, video.ends, video.frames_analyzed, video.info, decision)
+    return Scored(video.ref, body)
+
+
+def _scored_prediction(prediction: PredictionResult, decision: DecisionConfig) -> Scored:
+    return scored(prediction.example, prediction.inference, decision)
 
 
 class ScoreWindows(beam.PTransform):
-    """Window batches -> one scored row per video."""
+    """Window batches -> one Scored outcome per video."""
 
-    def __init__(self, handler: WindowModelHandler, decision: DecisionConfig) -> None:
+    def __init__(self, handler: ModelHandler, decision: DecisionConfig) -> None:
         super().__init__()
         self._handler = handler
         self._decision = decision
 
-    def expand(self, batches: beam.PCollection[list[VideoClip]]) -> beam.PCollection[dict]:
+    def expand(self, batches: beam.PCollection[list[VideoClip]]) -> beam.PCollection[Scored]:
         return (
             batches
             # Batches arrive already cut (see scan.decode), so RunInference must not re-batch.
             | "Run the detector" >> RunInference(self._handler.with_no_batching())
-            | "Verdict per video" >> beam.Map(video_row, self._decision)
+            | "Verdict per video" >> beam.Map(_scored_prediction, self._decision)
         )

@@ -1,7 +1,8 @@
 """Decode videos in a child process, so that a decoder crashing or hanging costs one video.
 
 OpenCV and FFmpeg run native code over untrusted uploads; a hostile file can crash them or make
-them spin. The scan therefore decodes in a child (``python -m pipelines.scan.isolation FD``) that
+them spin. The scan therefore decodes in a child (``python -m pipelines.scan.isolation FD``, or
+another entry point given as ``child`` that calls :func:`start_child` and :func:`serve`) that
 loads the face detector once and answers one request per video over a pipe: a local path in, the
 video's stacked windows (``model.video.SampledVideo``) back, once per video. The parent waits at
 most ``timeout_s`` for each answer. A child that dies or overruns is killed, the video becomes an
@@ -22,7 +23,6 @@ A subprocess rather than ``multiprocessing``: Dask's worker processes are daemon
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import queue
 import resource
@@ -32,7 +32,7 @@ import sys
 import threading
 import time
 import weakref
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from multiprocessing import Pipe
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -45,10 +45,8 @@ from model.video import SampledVideo, WindowSampler
 
 # Starting the child imports TensorFlow and loads MTCNN: seconds, or minutes on a loaded worker.
 STARTUP_TIMEOUT_S = 600.0
-# Test seam, read only by the child: a JSON object mapping a file name to "crash" or "hang".
-# No real file crashes or hangs this OpenCV build on demand, so the tests use it to make the
-# child fail exactly as a hostile file would (see tests/test_hardening_inputs.py).
-FAULTS_ENV = "DEEPTRUST_TEST_DECODER_FAULTS"
+# The interpreter arguments that start the real decoder child; its pipe's descriptor follows.
+DECODER_CHILD: tuple[str, ...] = ("-m", "pipelines.scan.isolation")
 _PACKAGE_ROOT = str(Path(__file__).resolve().parent.parent)
 _PARENT_POLL_S = 1.0
 # A short video decodes in about a second. A child still on one video after this long is stuck on
@@ -79,9 +77,12 @@ def _describe_exit(status: int) -> str:
 class DecoderProcess:
     """A child process that samples videos into windows, restarted whenever it fails."""
 
-    def __init__(self, config: DetectorConfig, timeout_s: float) -> None:
+    def __init__(
+        self, config: DetectorConfig, timeout_s: float, child: Sequence[str] = DECODER_CHILD
+    ) -> None:
         self._config = config
         self._timeout_s = timeout_s
+        self._child = tuple(child)
         self._conn: Connection | None = None
         self._ready = False
         self._finalizer: weakref.finalize | None = None
@@ -104,7 +105,7 @@ class DecoderProcess:
         env.setdefault("MALLOC_TRIM_THRESHOLD_", str(_HEAP_KEEP_BYTES))
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [_PACKAGE_ROOT, env.get("PYTHONPATH")]))
         process = subprocess.Popen(
-            [sys.executable, "-m", "pipelines.scan.isolation", str(theirs.fileno())],
+            [sys.executable, *self._child, str(theirs.fileno())],
             pass_fds=(theirs.fileno(),),
             env=env,
             stdin=subprocess.DEVNULL,
@@ -185,13 +186,15 @@ class DecoderPool:
         timeout_s: float,
         size: int,
         spare_after_s: float = SPARE_AFTER_S,
+        child: Sequence[str] = DECODER_CHILD,
     ) -> None:
         if size < 1:
             raise ValueError("a decoder pool needs at least one decoder")
         self._config = config
         self._timeout_s = timeout_s
         self._spare_after_s = spare_after_s
-        self._decoders = [DecoderProcess(config, timeout_s) for _ in range(size)]
+        self._child = tuple(child)
+        self._decoders = [DecoderProcess(config, timeout_s, child) for _ in range(size)]
         self._lock = threading.Lock()
         self._idle: queue.SimpleQueue[DecoderProcess] = queue.SimpleQueue()
         for decoder in self._decoders:
@@ -219,7 +222,7 @@ class DecoderPool:
                 pass
             with self._lock:
                 if all(d.decoding_for() >= self._spare_after_s for d in self._decoders):
-                    spare = DecoderProcess(self._config, self._timeout_s)
+                    spare = DecoderProcess(self._config, self._timeout_s, self._child)
                     self._decoders.append(spare)
                     return spare
 
@@ -235,7 +238,12 @@ _POOLS_LOCK = threading.Lock()
 
 @contextlib.contextmanager
 def shared_pool(
-    key: str, config: DetectorConfig, timeout_s: float, size: int
+    key: str,
+    config: DetectorConfig,
+    timeout_s: float,
+    size: int,
+    child: Sequence[str] = DECODER_CHILD,
+    spare_after_s: float = SPARE_AFTER_S,
 ) -> Iterator[DecoderPool]:
     """The process's pool for ``key``, started by its first user and closed by its last.
 
@@ -245,7 +253,7 @@ def shared_pool(
     with _POOLS_LOCK:
         pool, users = _POOLS.get(key, (None, 0))
         if pool is None:
-            pool = DecoderPool(config, timeout_s, size)
+            pool = DecoderPool(config, timeout_s, size, spare_after_s, child)
             pool.start()
         _POOLS[key] = (pool, users + 1)
     try:
@@ -273,24 +281,23 @@ def _exit_with_parent() -> None:
     threading.Thread(target=watch, daemon=True).start()
 
 
-def _inject_fault(fault: str | None) -> None:
-    if fault == "crash":
-        os.kill(os.getpid(), signal.SIGSEGV)
-    elif fault == "hang":
-        threading.Event().wait()
+def start_child() -> None:
+    """What every decoder child does first: no core dumps, and no life beyond its parent's."""
+    # A crashing decoder must not write core dumps the size of its 8K frames onto the worker.
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    _exit_with_parent()
 
 
-def _serve(conn: Connection) -> None:
+def serve(conn: Connection) -> None:
+    """The child's loop: the config first, then one path in and one reply out per video."""
     cv2.setNumThreads(1)  # OpenCV's resizes and colour conversions, likewise
     sampler = WindowSampler(conn.recv())
-    faults = json.loads(os.environ.get(FAULTS_ENV, "{}"))
     conn.send(("ready",))
     while True:
         try:
             path = conn.recv()
         except EOFError:  # the parent closed the pipe or died
             return
-        _inject_fault(faults.get(os.path.basename(path)))
         try:
             reply = ("ok", sampler.sample(path))
         except VideoError as err:
@@ -301,10 +308,8 @@ def _serve(conn: Connection) -> None:
 
 
 def main() -> None:
-    # A crashing decoder must not write core dumps the size of its 8K frames onto the worker.
-    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-    _exit_with_parent()
-    _serve(Connection(int(sys.argv[1])))
+    start_child()
+    serve(Connection(int(sys.argv[1])))
 
 
 if __name__ == "__main__":

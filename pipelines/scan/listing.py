@@ -35,6 +35,7 @@ from apache_beam.io.filesystems import FileSystems
 
 from model.hashing import TooLong, sha256_stream
 from model.storage import is_s3, prefer_standard_retries
+from pipelines.scan import metrics
 from pipelines.scan.sharding import shard_of
 from pipelines.store import database
 
@@ -182,9 +183,9 @@ class DescribeVideos(beam.DoFn):
     def __init__(self, extensions: tuple[str, ...], max_bytes: int | None = None) -> None:
         self._extensions = extensions
         self._max_bytes = max_bytes
-        self._videos = beam.metrics.Metrics.counter("deeptrust", "videos_listed")
-        self._other = beam.metrics.Metrics.counter("deeptrust", "non_video_objects")
-        self._special = beam.metrics.Metrics.counter("deeptrust", "special_files")
+        self._videos = metrics.counter("videos_listed")
+        self._other = metrics.counter("non_video_objects")
+        self._special = metrics.counter("special_files")
 
     def setup(self) -> None:
         prefer_standard_retries()
@@ -267,7 +268,7 @@ class PlanScan(beam.DoFn):
         self._model_version = model_version
         self._rescan = rescan
         self._retry = retry
-        self._skipped = beam.metrics.Metrics.counter("deeptrust", "videos_skipped")
+        self._skipped = metrics.counter("videos_skipped")
 
     def setup(self) -> None:
         self._engine = database.connect(self._db_url)

@@ -10,8 +10,8 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from model.runtime import FLOAT32
 from pipelines.console import DEFAULT_DB_URL, add_precision_option
 from pipelines.scan import metrics
-from pipelines.scan.decode import DecodeLimits
 from pipelines.scan.isolation import SPARE_AFTER_S
+from pipelines.scan.limits import DecodeLimits, add_decode_limit_options
 from pipelines.scan.sharding import parse_shard
 from pipelines.store import database
 
@@ -77,20 +77,7 @@ class ScanOptions(PipelineOptions):
             default=100,
             help="rows per database upsert (default: %(default)s)",
         )
-        parser.add_argument(
-            "--max_video_bytes",
-            type=int,
-            default=DecodeLimits.max_bytes,
-            help="larger videos are not downloaded or decoded but get an error row "
-            "too_large (default: %(default)s)",
-        )
-        parser.add_argument(
-            "--decode_timeout_s",
-            type=float,
-            default=DecodeLimits.timeout_s,
-            help="seconds one video may take to decode before its decoder is stopped and it "
-            "gets an error row decode_timeout (default: %(default)s)",
-        )
+        add_decode_limit_options(parser)
         parser.add_argument(
             "--db_attempts",
             type=int,

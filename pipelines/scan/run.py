@@ -45,7 +45,9 @@ from model.errors import BundleError
 from model.storage import is_s3, prefer_standard_retries
 from pipelines.console import EXIT_FAILED, EXIT_OK, EXIT_USAGE, emit, progress
 from pipelines.scan import metrics
-from pipelines.scan.graph import ScanVideos
+from pipelines.scan.decoders import ChildDecoders, Decoders
+from pipelines.scan.graph import build_scan
+from pipelines.scan.inference import WindowModelHandler
 from pipelines.scan.options import ScanOptions, resolve_runner
 from pipelines.store import database
 from pipelines.store.migrations import migrate
@@ -113,8 +115,16 @@ def summarize(run: dict[str, Any], manifest: dict[str, Any]) -> dict[str, Any]:
     return summary
 
 
-def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
+def run(
+    argv: Sequence[str] | None = None,
+    test_pipeline: beam.Pipeline | None = None,
+    decoders: Decoders | None = None,
+) -> dict[str, Any]:
     """Run one scan and return its summary.
+
+    The scan runs on ``test_pipeline`` when given (Beam's convention), else on a pipeline made
+    from ``argv``; the bundle's detector scores it, and ``decoders`` decode it (by default,
+    ``--decoders`` child processes per worker process).
 
     Raises ValueError for unusable options, BundleError for a refused bundle, SQLAlchemyError when
     the database is unreachable at the start (nothing is written then), ScanFailed when the
@@ -148,8 +158,11 @@ def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
             f"scan {run_id}: {scan.input} with model {version} "
             f"({manifest['backbone']['weights_label']}) on {runner}"
         )
-        pipeline = beam.Pipeline(options=options)
-        _ = pipeline | "Scan videos" >> ScanVideos(scan, config, version, run_id)
+        pipeline = beam.Pipeline(options=options) if test_pipeline is None else test_pipeline
+        handler = WindowModelHandler(scan.model, version, scan.max_batch_windows, scan.precision)
+        if decoders is None:
+            decoders = ChildDecoders(size=scan.decoders)
+        build_scan(pipeline, scan, config, version, run_id, handler=handler, decoders=decoders)
         failure: Exception | None = None
         try:
             execute(pipeline)

@@ -1,4 +1,6 @@
-"""Write the scan's rows to ``moderation_results`` and its listing tally to ``scan_runs``.
+"""Write the scan's outcomes to ``moderation_results`` and its listing tally to ``scan_runs``.
+
+This is the one place where a video's outcome (``pipelines.scan.outcomes``) becomes a row.
 
 Rows are buffered and written in batches of idempotent upserts: a flush in ``finish_bundle`` is a
 side effect, not an output, so it runs on the Dask runner too (which drops only outputs there).
@@ -8,6 +10,7 @@ database stays away, the step fails and so does the run, and the next scan write
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any
 
@@ -15,22 +18,70 @@ import apache_beam as beam
 
 from pipelines.scan import metrics
 from pipelines.scan.listing import ListingTally
+from pipelines.scan.outcomes import Failed, Outcome, Scored
 from pipelines.store import database
 
 _LOG = logging.getLogger(__name__)
 
 
+def _row_key(uri: str, content_version: str, model_version: str) -> dict[str, Any]:
+    """The columns that name a ``moderation_results`` row."""
+    return {"video_uri": uri, "content_version": content_version, "model_version": model_version}
+
+
+def scored_row(
+    uri: str, content_version: str, model_version: str, verdict: dict[str, Any]
+) -> dict[str, Any]:
+    """A ``moderation_results`` row from a ``model.verdict.verdict`` body."""
+    return {
+        **_row_key(uri, content_version, model_version),
+        "status": "scored",
+        **verdict,
+        "segments": json.dumps(verdict["segments"]),
+        "review_status": "pending" if verdict["flagged"] else None,
+    }
+
+
+def error_row(
+    uri: str, content_version: str, model_version: str, code: str, detail: str
+) -> dict[str, Any]:
+    """A ``moderation_results`` row for a video that could not be scored."""
+    return {
+        **_row_key(uri, content_version, model_version),
+        "status": "error",
+        "error_reason": code,
+        "error_detail": detail,
+    }
+
+
+def result_row(outcome: Outcome, model_version: str) -> dict[str, Any]:
+    """The ``moderation_results`` row of one video's outcome under ``model_version``."""
+    uri, content_version = outcome.ref.uri, outcome.ref.content_version
+    if isinstance(outcome, Scored):
+        return scored_row(uri, content_version, model_version, outcome.verdict)
+    if isinstance(outcome, Failed):
+        return error_row(uri, content_version, model_version, outcome.reason, outcome.detail)
+    raise TypeError(f"not a video's outcome: {outcome!r}")
+
+
 class UpsertResults(beam.DoFn):
-    """Upserts rows in batches of ``batch_size``; records a ListingTally on the run's row."""
+    """Upserts outcomes as rows in batches of ``batch_size``; records a ListingTally on the
+    run's row."""
 
     def __init__(
-        self, db_url: str, run_id: str, batch_size: int, retry: database.Retry = database.ONCE
+        self,
+        db_url: str,
+        run_id: str,
+        model_version: str,
+        batch_size: int,
+        retry: database.Retry = database.ONCE,
     ) -> None:
         self._db_url = db_url
         self._run_id = run_id
+        self._model_version = model_version
         self._batch_size = batch_size
         self._retry = retry
-        self._rows = beam.metrics.Metrics.counter("deeptrust", "rows_written")
+        self._rows = metrics.counter("rows_written")
         self._outcomes = metrics.OutcomeCounters()
 
     def setup(self) -> None:
@@ -41,7 +92,7 @@ class UpsertResults(beam.DoFn):
     def start_bundle(self) -> None:
         self._pending: list[dict[str, Any]] = []
 
-    def process(self, element: dict[str, Any] | ListingTally) -> None:
+    def process(self, element: Outcome | ListingTally) -> None:
         if isinstance(element, ListingTally):
             database.transaction(
                 self._engine,
@@ -57,7 +108,7 @@ class UpsertResults(beam.DoFn):
                 element.skipped,
             )
             return
-        self._pending.append(element)
+        self._pending.append(result_row(element, self._model_version))
         if len(self._pending) >= self._batch_size:
             self._flush()
 
@@ -86,16 +137,26 @@ class UpsertResults(beam.DoFn):
 
 
 class WriteModerationResults(beam.PTransform):
-    """Rows and the listing tally -> the database. Emits nothing downstream."""
+    """Outcomes and the listing tally -> the database. Emits nothing downstream."""
 
-    def __init__(self, db_url: str, run_id: str, batch_size: int, retry: database.Retry) -> None:
+    def __init__(
+        self,
+        db_url: str,
+        run_id: str,
+        model_version: str,
+        batch_size: int,
+        retry: database.Retry,
+    ) -> None:
         super().__init__()
         self._db_url = db_url
         self._run_id = run_id
+        self._model_version = model_version
         self._batch_size = batch_size
         self._retry = retry
 
     def expand(self, records: beam.PCollection) -> beam.PCollection:
         return records | "Upsert" >> beam.ParDo(
-            UpsertResults(self._db_url, self._run_id, self._batch_size, self._retry)
+            UpsertResults(
+                self._db_url, self._run_id, self._model_version, self._batch_size, self._retry
+            )
         )

@@ -13,7 +13,6 @@ raises ``DatabaseRefused`` at once.
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 import time
@@ -130,35 +129,6 @@ def transaction(engine: Engine, work: Callable[[Connection], T], retry: Retry = 
 
 def utc_now() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None)
-
-
-def scored_row(
-    uri: str, content_version: str, model_version: str, verdict: dict[str, Any]
-) -> dict[str, Any]:
-    """A ``moderation_results`` row from a ``model.verdict.verdict`` body."""
-    return {
-        "video_uri": uri,
-        "content_version": content_version,
-        "model_version": model_version,
-        "status": "scored",
-        **verdict,
-        "segments": json.dumps(verdict["segments"]),
-        "review_status": "pending" if verdict["flagged"] else None,
-    }
-
-
-def error_row(
-    uri: str, content_version: str, model_version: str, code: str, detail: str
-) -> dict[str, Any]:
-    """A ``moderation_results`` row for a video that could not be scored."""
-    return {
-        "video_uri": uri,
-        "content_version": content_version,
-        "model_version": model_version,
-        "status": "error",
-        "error_reason": code,
-        "error_detail": detail,
-    }
 
 
 @dataclass(frozen=True)

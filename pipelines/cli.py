@@ -26,6 +26,7 @@ from pipelines.console import (
     quiet,
 )
 from pipelines.scan.limits import add_decode_limit_options
+from pipelines.store.runs import Liveness
 
 
 def _quiet_tensorflow() -> None:
@@ -304,6 +305,28 @@ def cmd_db_upgrade(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_runs_reap(args: argparse.Namespace) -> int:
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from pipelines.store import database, runs
+    from pipelines.store.migrations import migrate
+
+    if args.stale_after_s < 0:
+        raise ValueError("--stale-after-s must not be negative")
+    liveness = Liveness(stale_after_s=args.stale_after_s)
+    engine = database.connect(args.db)
+    try:
+        migrate(engine)
+        reaped = runs.reap(engine, database.Tables.reflect(engine).runs, liveness, database.ONCE)
+    except SQLAlchemyError as err:
+        progress(f"deeptrust runs reap: the database failed: {type(err).__name__}: {err}")
+        return EXIT_FAILED
+    finally:
+        engine.dispose()
+    emit({"abandoned": reaped})
+    return EXIT_OK
+
+
 def add_detector_options(parser: argparse.ArgumentParser) -> None:
     from model.config import DecisionConfig, SamplingConfig
 
@@ -532,6 +555,27 @@ def build_parser() -> argparse.ArgumentParser:
         help="SQLAlchemy URL of the moderation database (default: %(default)s)",
     )
     p.set_defaults(func=cmd_db_upgrade)
+
+    p = sub.add_parser("runs", help="the scans recorded in scan_runs")
+    runs_sub = p.add_subparsers(dest="runs_command", required=True, metavar="ACTION")
+    p = runs_sub.add_parser(
+        "reap",
+        help="mark running scans whose heartbeat went silent as abandoned (each scan also "
+        "does this when it starts)",
+    )
+    p.add_argument(
+        "--db",
+        default=DEFAULT_DB_URL,
+        help="SQLAlchemy URL of the moderation database (default: %(default)s)",
+    )
+    p.add_argument(
+        "--stale-after-s",
+        type=float,
+        default=Liveness.stale_after_s,
+        help="seconds without a heartbeat after which a running scan is abandoned "
+        "(default: %(default)s, the scan's --stale_after_s default)",
+    )
+    p.set_defaults(func=cmd_runs_reap)
     return parser
 
 

@@ -175,6 +175,24 @@ def pg_url():
     admin.dispose()
 
 
+@pytest.fixture(params=BACKENDS)
+def db(request, tmp_path):
+    """A migrated moderation database, SQLite (component) or PostgreSQL (e2e), as
+    ``(engine, pipelines.store.database.Tables)``."""
+    from pipelines.store import database
+    from pipelines.store.migrations import migrate
+
+    url = (
+        f"sqlite:///{tmp_path / 's.db'}"
+        if request.param == "sqlite"
+        else request.getfixturevalue("pg_url")
+    )
+    engine = database.connect(url)
+    migrate(engine)
+    yield engine, database.Tables.reflect(engine)
+    engine.dispose()
+
+
 @pytest.fixture
 def s3_server(monkeypatch):
     """A moto S3 server over HTTP on a free port, with dummy credentials in the environment.

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pipelines.store import database
+from pipelines.store import database, runs
 from pipelines.store.migrations import migrate
 
 
@@ -38,10 +38,10 @@ def finished_run(
     try:
         migrate(engine)
         tables = database.Tables.reflect(engine)
-        database.start_run(engine, tables, run_id, "/videos", version, "FnApiRunner")
+        runs.start_run(engine, tables, run_id, "/videos", version, "FnApiRunner")
         with engine.begin() as conn:
-            database.upsert_results(conn, tables.results, rows, run_id)
-            database.record_listing(conn, tables.runs, run_id, seen, seen - len(rows))
-        return database.finish_run(engine, tables, run_id, failed=failed)
+            runs.write_rows(conn, tables, rows, run_id)
+            runs.record_listing(conn, tables.runs, run_id, seen, seen - len(rows))
+        return runs.finish_run(engine, tables, run_id, failed=failed)
     finally:
         engine.dispose()

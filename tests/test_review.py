@@ -94,7 +94,7 @@ def test_a_decision_applies_to_the_latest_bytes_and_keeps_its_history(db_url, ca
         {"content_version": "c2", "model_version": "m2"},
     ]
     assert statuses(db_url) == {
-        (a, "c1", "m1"): "pending",
+        (a, "c1", "m1"): "superseded",  # the bytes run-2 found replaced the ones run-1 flagged
         (a, "c2", "m1"): "confirmed",
         (a, "c2", "m2"): "confirmed",
         (a, "c2", "m3"): None,

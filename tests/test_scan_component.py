@@ -17,6 +17,7 @@ from typing import Any
 import apache_beam as beam
 import numpy as np
 import pytest
+from apache_beam.io.filesystem import FileMetadata
 from apache_beam.ml.inference.base import ModelHandler, PredictionResult
 from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.testing import test_pipeline
@@ -30,10 +31,10 @@ from pipelines.scan.decode import BATCHES, FAILED, ExtractWindows, VideoClip
 from pipelines.scan.decoders import InProcessDecoders
 from pipelines.scan.graph import build_scan
 from pipelines.scan.limits import DecodeLimits
-from pipelines.scan.listing import VideoRef
+from pipelines.scan.listing import VideoRef, content_version
 from pipelines.scan.options import ScanOptions
 from pipelines.scan.outcomes import Failed
-from pipelines.store import database
+from pipelines.store import database, runs
 from pipelines.store.migrations import migrate
 
 pytestmark = pytest.mark.component
@@ -100,7 +101,7 @@ def started_run(db_url: str, input_uri: str) -> None:
     try:
         migrate(engine)
         tables = database.Tables.reflect(engine)
-        database.start_run(engine, tables, RUN_ID, input_uri, VERSION, "local")
+        runs.start_run(engine, tables, RUN_ID, input_uri, VERSION, "local")
     finally:
         engine.dispose()
 
@@ -155,6 +156,31 @@ def test_the_graph_writes_one_row_per_listed_video(small_config, tmp_path):
     assert [s["score"] for s in json.loads(rows["fake_a.mp4"]["segments"])] == [0.9] * WINDOWS
     assert "over the 50 allowed" in rows["fake_huge.mp4"]["error_detail"]
     assert (scan_run(db_url, RUN_ID)["videos_seen"], scan_run(db_url, RUN_ID)["skipped"]) == (4, 0)
+
+
+def test_a_video_another_live_scan_claimed_is_skipped_and_counted_as_such(small_config, tmp_path):
+    folder = tmp_path / "videos"
+    folder.mkdir()
+    for name in ("fake_a.mp4", "real_b.mp4"):
+        (folder / name).write_bytes(b"x" * 10)
+    db_url = f"sqlite:///{tmp_path / 'scan.db'}"
+    engine = database.connect(db_url)
+    try:
+        migrate(engine)
+        tables = database.Tables.reflect(engine)
+        runs.start_run(engine, tables, "run-other", str(folder), VERSION, "local")
+        uri = str(folder / "fake_a.mp4")
+        key = (uri, content_version(FileMetadata(uri, 10)), VERSION)
+        with engine.begin() as conn:
+            assert runs.claim(conn, tables, key, "run-other", runs.Liveness()) == "run-other"
+    finally:
+        engine.dispose()
+
+    scan_folder(folder, db_url, small_config, NamedDecoders())
+
+    assert set(outcomes(db_url)) == {"real_b.mp4"}
+    run = scan_run(db_url, RUN_ID)
+    assert (run["videos_seen"], run["skipped"]) == (2, 1)
 
 
 def test_decoding_sends_failures_and_batches_apart(small_config, tmp_path):

@@ -4,13 +4,10 @@ from __future__ import annotations
 
 import json
 
-import pytest
-from conftest import BACKENDS
 from sqlalchemy import func, select
 
 from pipelines.scan import writing
-from pipelines.store import database
-from pipelines.store.migrations import migrate
+from pipelines.store import database, runs
 
 VERDICT = {
     "score": 0.91,
@@ -23,19 +20,6 @@ VERDICT = {
     "height": 240,
     "fps": 25.0,
 }
-
-
-@pytest.fixture(params=BACKENDS)
-def db(request, tmp_path):
-    url = (
-        f"sqlite:///{tmp_path / 's.db'}"
-        if request.param == "sqlite"
-        else request.getfixturevalue("pg_url")
-    )
-    engine = database.connect(url)
-    migrate(engine)
-    yield engine, database.Tables.reflect(engine)
-    engine.dispose()
 
 
 def rows(engine, tables):
@@ -99,12 +83,17 @@ def test_error_rows_do_not_count_as_scored_and_are_replaced_by_a_retry(db):
     assert stored["error_reason"] is None
 
 
+def write(engine, tables, batch, run_id):
+    with engine.begin() as conn:
+        runs.write_rows(conn, tables, batch, run_id)
+
+
 def test_finish_run_counts_rows_and_flags_a_run_that_lost_videos(db):
     engine, tables = db
-    database.start_run(engine, tables, "run-1", "/videos", "m", "FnApiRunner")
+    runs.start_run(engine, tables, "run-1", "/videos", "m", "FnApiRunner")
     with engine.begin() as conn:
-        database.record_listing(conn, tables.runs, "run-1", seen=4, skipped=1)
-    upsert(
+        runs.record_listing(conn, tables.runs, "run-1", seen=4, skipped=1)
+    write(
         engine,
         tables,
         [
@@ -113,7 +102,7 @@ def test_finish_run_counts_rows_and_flags_a_run_that_lost_videos(db):
         ],
         "run-1",
     )
-    run = database.finish_run(engine, tables, "run-1")
+    run = runs.finish_run(engine, tables, "run-1")
     assert (run["videos_seen"], run["skipped"], run["scored"], run["flagged"], run["errors"]) == (
         4,
         1,
@@ -122,5 +111,5 @@ def test_finish_run_counts_rows_and_flags_a_run_that_lost_videos(db):
         0,
     )
     assert run["status"] == "incomplete"  # 4 listed, 1 skipped, only 2 rows
-    upsert(engine, tables, [writing.error_row("c", "c", "m", "no_frames", "empty")], "run-1")
-    assert database.finish_run(engine, tables, "run-1")["status"] == "succeeded"
+    write(engine, tables, [writing.error_row("c", "c", "m", "no_frames", "empty")], "run-1")
+    assert runs.finish_run(engine, tables, "run-1")["status"] == "succeeded"

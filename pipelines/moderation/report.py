@@ -32,11 +32,13 @@ from model.faces import FaceDetector
 from model.frames import center_box, crop, enlarge_box
 from model.storage import fetch, is_s3
 from model.video import probe
-from pipelines.store import database
+from pipelines.store import database, runs
 
 STRIP_FRAMES = 6
 THUMBNAIL_PX = 160
 PLOTS = "plots"
+# A run still going, or one that died without finishing: its counts are what it wrote so far.
+UNFINISHED = ("running", "abandoned")
 _LOG = logging.getLogger(__name__)
 
 
@@ -200,6 +202,10 @@ def write_report(
 ) -> dict[str, Any]:
     """Write ``out/index.html`` and its plots for a run's flagged videos; returns a summary."""
     run = load_run(engine, run_id)
+    if run["status"] in UNFINISHED:
+        with engine.connect() as conn:
+            counted = runs.counts(conn, database.Tables.reflect(engine).ledger, run["run_id"])
+        run = run | dict(zip(("scored", "flagged", "errors"), counted, strict=True))
     rows = database.flagged_results(engine, run["run_id"])
     root = Path(out)
     (root / PLOTS).mkdir(parents=True, exist_ok=True)
@@ -285,6 +291,13 @@ def render_video(index: int, video: FlaggedVideo) -> str:
     )
 
 
+def _video_counts(run: dict[str, Any]) -> str:
+    written = f"{run['scored']} scored, {run['flagged']} flagged, {run['errors']} errors"
+    if run["status"] in UNFINISHED:
+        return f"the run did not finish: {written} written before it stopped"
+    return f"{run['videos_seen']} listed, {run['skipped']} skipped, {written}"
+
+
 def render_page(run: dict[str, Any], videos: list[FlaggedVideo]) -> str:
     overview = _row_table(
         "run",
@@ -295,11 +308,7 @@ def render_page(run: dict[str, Any], videos: list[FlaggedVideo]) -> str:
             ("model version", run["model_version"]),
             ("started (UTC)", _when(run["started_at"])),
             ("finished (UTC)", _when(run["finished_at"])),
-            (
-                "videos",
-                f"{run['videos_seen']} listed, {run['skipped']} skipped, {run['scored']} "
-                f"scored, {run['flagged']} flagged, {run['errors']} errors",
-            ),
+            ("videos", _video_counts(run)),
         ],
     )
     body = "".join(render_video(i, v) for i, v in enumerate(videos, start=1))

@@ -49,7 +49,10 @@ class ScanVideos(beam.PTransform):
             pbegin
             | "List videos"
             >> ListVideos(scan.input, scan.extensions, scan.listing_shard, scan.max_video_bytes)
-            | "Plan the scan" >> beam.ParDo(PlanScan(scan.db, version, scan.rescan, scan.db_retry))
+            | "Plan the scan"
+            >> beam.ParDo(
+                PlanScan(scan.db, version, scan.rescan, self._run_id, scan.liveness, scan.db_retry)
+            )
         )
         tally = planned | "Count the listing" >> CountListing()
         decoded = (

@@ -32,12 +32,13 @@ import apache_beam as beam
 from apache_beam.io import fileio
 from apache_beam.io.filesystem import BeamIOError, CompressionTypes, FileMetadata
 from apache_beam.io.filesystems import FileSystems
+from sqlalchemy import Connection
 
 from model.hashing import TooLong, sha256_stream
 from model.storage import is_s3, prefer_standard_retries
 from pipelines.scan import metrics
 from pipelines.scan.sharding import shard_of
-from pipelines.store import database
+from pipelines.store import database, runs
 
 _GLOB_CHARS = "*?["
 _LOG = logging.getLogger(__name__)
@@ -255,38 +256,49 @@ class Planned:
 
 
 class PlanScan(beam.DoFn):
-    """Marks videos that already have a scored row for this content and model version.
+    """Marks the videos this scan skips: those that already have a scored row for this content
+    and model version, and those another live scan has claimed (``store.runs``).
 
-    Error rows do not count, so failed videos are retried by the next scan; with ``rescan`` no
-    video is skipped.
+    Error rows do not count, so failed videos are retried by the next scan; with ``rescan`` only
+    another live scan's claim makes a video skipped.
     """
 
     def __init__(
-        self, db_url: str, model_version: str, rescan: bool, retry: database.Retry = database.ONCE
+        self,
+        db_url: str,
+        model_version: str,
+        rescan: bool,
+        run_id: str,
+        liveness: runs.Liveness,
+        retry: database.Retry = database.ONCE,
     ) -> None:
         self._db_url = db_url
         self._model_version = model_version
         self._rescan = rescan
+        self._run_id = run_id
+        self._liveness = liveness
         self._retry = retry
         self._skipped = metrics.counter("videos_skipped")
 
     def setup(self) -> None:
         self._engine = database.connect(self._db_url)
-        self._table = database.Tables.reflect(self._engine).results
+        self._tables = database.Tables.reflect(self._engine)
 
     def process(self, ref: VideoRef) -> Iterator[Planned]:
-        skip = False
-        if not self._rescan:
-            skip = database.transaction(
-                self._engine,
-                lambda conn: database.is_scored(
-                    conn, self._table, ref.uri, ref.content_version, self._model_version
-                ),
-                self._retry,
-            )
+        skip = database.transaction(self._engine, lambda conn: self._skips(conn, ref), self._retry)
         if skip:
             self._skipped.inc()
         yield Planned(ref, skip)
+
+    def _skips(self, conn: Connection, ref: VideoRef) -> bool:
+        key = (ref.uri, ref.content_version, self._model_version)
+        if not self._rescan and database.is_scored(conn, self._tables.results, *key):
+            return True
+        holder = runs.claim(conn, self._tables, key, self._run_id, self._liveness)
+        if holder != self._run_id:
+            _LOG.info("%s is being scored by scan %s: skipped", ref.uri, holder)
+            return True
+        return False
 
     def teardown(self) -> None:
         self._engine.dispose()

@@ -105,13 +105,13 @@ class RunMetrics:
 
 
 def read_run_metrics(engine: Engine, run_id: str) -> RunMetrics:
-    """The metrics of a finished run from its ``scan_runs`` row and its moderation rows."""
+    """The metrics of a finished run from its ``scan_runs`` row and its ledger of outcomes."""
     tables = database.Tables.reflect(engine)
-    runs, results = tables.runs, tables.results
+    runs, ledger = tables.runs, tables.ledger
     reasons = (
-        select(results.c.error_reason, func.count())
-        .where(results.c.run_id == run_id, results.c.status == "error")
-        .group_by(results.c.error_reason)
+        select(ledger.c.error_reason, func.count())
+        .where(ledger.c.run_id == run_id, ledger.c.status == "error")
+        .group_by(ledger.c.error_reason)
     )
     last_success = (
         select(runs.c.finished_at, runs.c.model_version)

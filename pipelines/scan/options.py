@@ -13,7 +13,7 @@ from pipelines.scan import metrics
 from pipelines.scan.isolation import SPARE_AFTER_S
 from pipelines.scan.limits import DecodeLimits, add_decode_limit_options
 from pipelines.scan.sharding import parse_shard
-from pipelines.store import database
+from pipelines.store import database, runs
 
 # Beam's DirectRunner first tries the Prism runner, which downloads a binary. FnApiRunner is the
 # engine it then falls back to for batch pipelines, so the local runner goes there directly.
@@ -102,6 +102,19 @@ class ScanOptions(PipelineOptions):
             help="scan only shard INDEX/COUNT of the listing, split by a stable hash of each "
             "object's URI (parallel backfills)",
         )
+        parser.add_argument(
+            "--heartbeat_s",
+            type=float,
+            default=runs.Liveness.heartbeat_s,
+            help="seconds between the run's heartbeats in scan_runs (default: %(default)s)",
+        )
+        parser.add_argument(
+            "--stale_after_s",
+            type=float,
+            default=runs.Liveness.stale_after_s,
+            help="a running scan silent this long is marked abandoned and its videos may be "
+            "claimed by another scan (default: %(default)s)",
+        )
         add_precision_option(parser, default=FLOAT32)
         parser.add_argument(
             "--pushgateway",
@@ -125,6 +138,8 @@ class ScanOptions(PipelineOptions):
         for name in counts:
             if getattr(self, name) < 1:
                 raise ValueError(f"--{name} must be at least 1")
+        if self.heartbeat_s <= 0 or self.stale_after_s <= self.heartbeat_s:
+            raise ValueError("--stale_after_s must exceed --heartbeat_s, which must be positive")
         if self.decode_timeout_s <= 0:
             raise ValueError("--decode_timeout_s must be positive")
         if self.db_retry_backoff_s < 0:
@@ -145,6 +160,10 @@ class ScanOptions(PipelineOptions):
     @property
     def limits(self) -> DecodeLimits:
         return DecodeLimits(max_bytes=self.max_video_bytes, timeout_s=self.decode_timeout_s)
+
+    @property
+    def liveness(self) -> runs.Liveness:
+        return runs.Liveness(heartbeat_s=self.heartbeat_s, stale_after_s=self.stale_after_s)
 
     @property
     def db_retry(self) -> database.Retry:

@@ -49,7 +49,7 @@ from pipelines.scan.decoders import ChildDecoders, Decoders
 from pipelines.scan.graph import build_scan
 from pipelines.scan.inference import WindowModelHandler
 from pipelines.scan.options import ScanOptions, resolve_runner
-from pipelines.store import database
+from pipelines.store import database, runs
 from pipelines.store.migrations import migrate
 
 
@@ -153,25 +153,30 @@ def run(
         run_id = new_run_id()
         version = manifest["model_version"]
         runner = standard.runner.rsplit(".", 1)[-1]
-        database.start_run(engine, tables, run_id, scan.input, version, runner, retry)
-        progress(
-            f"scan {run_id}: {scan.input} with model {version} "
-            f"({manifest['backbone']['weights_label']}) on {runner}"
-        )
-        pipeline = beam.Pipeline(options=options) if test_pipeline is None else test_pipeline
-        handler = WindowModelHandler(scan.model, version, scan.max_batch_windows, scan.precision)
-        if decoders is None:
-            decoders = ChildDecoders(size=scan.decoders)
-        build_scan(pipeline, scan, config, version, run_id, handler=handler, decoders=decoders)
-        failure: Exception | None = None
-        try:
-            execute(pipeline)
-        except Exception as err:
-            failure = err
-        try:
-            finished = database.finish_run(engine, tables, run_id, failure is not None, retry)
-        except SQLAlchemyError as err:
-            raise RunNotRecorded(run_id, failure or err) from err
+        for dead in runs.reap(engine, tables.runs, scan.liveness, retry):
+            progress(f"scan {dead} is no longer running: marked abandoned")
+        with runs.alive(engine, tables.runs, run_id, scan.heartbeat_s):
+            runs.start_run(engine, tables, run_id, scan.input, version, runner, retry)
+            progress(
+                f"scan {run_id}: {scan.input} with model {version} "
+                f"({manifest['backbone']['weights_label']}) on {runner}"
+            )
+            pipeline = beam.Pipeline(options=options) if test_pipeline is None else test_pipeline
+            handler = WindowModelHandler(
+                scan.model, version, scan.max_batch_windows, scan.precision
+            )
+            if decoders is None:
+                decoders = ChildDecoders(size=scan.decoders)
+            build_scan(pipeline, scan, config, version, run_id, handler=handler, decoders=decoders)
+            failure: Exception | None = None
+            try:
+                execute(pipeline)
+            except Exception as err:
+                failure = err
+            try:
+                finished = runs.finish_run(engine, tables, run_id, failure is not None, retry)
+            except SQLAlchemyError as err:
+                raise RunNotRecorded(run_id, failure or err) from err
         push = metrics.publish_run(engine, run_id, metrics.gateway_url(scan.pushgateway))
         summary = summarize(finished, manifest) | {"metrics_push": push}
         if failure is not None:

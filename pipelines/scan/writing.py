@@ -19,7 +19,7 @@ import apache_beam as beam
 from pipelines.scan import metrics
 from pipelines.scan.listing import ListingTally
 from pipelines.scan.outcomes import Failed, Outcome, Scored
-from pipelines.store import database
+from pipelines.store import database, runs
 
 _LOG = logging.getLogger(__name__)
 
@@ -96,7 +96,7 @@ class UpsertResults(beam.DoFn):
         if isinstance(element, ListingTally):
             database.transaction(
                 self._engine,
-                lambda conn: database.record_listing(
+                lambda conn: runs.record_listing(
                     conn, self._tables.runs, self._run_id, element.seen, element.skipped
                 ),
                 self._retry,
@@ -120,9 +120,7 @@ class UpsertResults(beam.DoFn):
             return
         database.transaction(
             self._engine,
-            lambda conn: database.upsert_results(
-                conn, self._tables.results, self._pending, self._run_id
-            ),
+            lambda conn: runs.write_rows(conn, self._tables, self._pending, self._run_id),
             self._retry,
         )
         self._rows.inc(len(self._pending))

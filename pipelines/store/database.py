@@ -26,9 +26,9 @@ from sqlalchemy import (
     Engine,
     MetaData,
     Table,
+    and_,
     case,
     create_engine,
-    func,
     or_,
     select,
 )
@@ -135,12 +135,23 @@ def utc_now() -> datetime:
 class Tables:
     results: Table
     runs: Table
+    claims: Table
+    ledger: Table
 
     @classmethod
     def reflect(cls, engine: Engine) -> Tables:
+        names = ("moderation_results", "scan_runs", "video_claims", "run_results")
         metadata = MetaData()
-        metadata.reflect(engine, only=["moderation_results", "scan_runs"])
-        return cls(metadata.tables["moderation_results"], metadata.tables["scan_runs"])
+        metadata.reflect(engine, only=names)
+        return cls(*(metadata.tables[name] for name in names))
+
+
+def insert_for(conn: Connection) -> Callable[[Table], Any]:
+    """The dialect's INSERT, which has ``on_conflict_do_update``: SQLite's or PostgreSQL's."""
+    insert = _INSERTS.get(conn.dialect.name)
+    if insert is None:
+        raise ValueError(f"unsupported database {conn.dialect.name!r}: use SQLite or PostgreSQL")
+    return insert
 
 
 def upsert_results(conn: Connection, table: Table, rows: list[dict[str, Any]], run_id: str) -> None:
@@ -151,9 +162,7 @@ def upsert_results(conn: Connection, table: Table, rows: list[dict[str, Any]], r
     """
     if not rows:
         return
-    insert = _INSERTS.get(conn.dialect.name)
-    if insert is None:
-        raise ValueError(f"unsupported database {conn.dialect.name!r}: use SQLite or PostgreSQL")
+    insert = insert_for(conn)
     scanned_at = utc_now()
     values = [
         {c.name: row.get(c.name) for c in table.columns}
@@ -184,83 +193,16 @@ def is_scored(
     return conn.execute(query).first() is not None
 
 
-def start_run(
-    engine: Engine,
-    tables: Tables,
-    run_id: str,
-    input_uri: str,
-    model_version: str,
-    runner: str,
-    retry: Retry = ONCE,
-) -> None:
-    row = tables.runs.insert().values(
-        run_id=run_id,
-        started_at=utc_now(),
-        input_uri=input_uri,
-        model_version=model_version,
-        runner=runner,
-        status="running",
-    )
-    transaction(engine, lambda conn: conn.execute(row), retry)
-
-
-def record_listing(conn: Connection, table: Table, run_id: str, seen: int, skipped: int) -> None:
-    """Store what the listing found; setting (not adding) keeps a retried write harmless."""
-    conn.execute(
-        table.update().where(table.c.run_id == run_id).values(videos_seen=seen, skipped=skipped)
-    )
-
-
-def finish_run(
-    engine: Engine, tables: Tables, run_id: str, failed: bool = False, retry: Retry = ONCE
-) -> dict[str, Any]:
-    """Count the run's rows into ``scan_runs``, set its final status, and return its row.
-
-    A run is ``incomplete`` when some listed video got neither a row nor a skip: something was
-    dropped on the way, and the run must not pass as a success.
-    """
-    results = tables.results
-    count_rows = select(
-        func.count().filter(results.c.status == "scored"),
-        func.count().filter(results.c.flagged.is_(True)),
-        func.count().filter(results.c.status == "error"),
-    ).where(results.c.run_id == run_id)
-
-    def finish(conn: Connection) -> dict[str, Any]:
-        scored, flagged, errors = conn.execute(count_rows).one()
-        seen, skipped = conn.execute(
-            select(tables.runs.c.videos_seen, tables.runs.c.skipped).where(
-                tables.runs.c.run_id == run_id
-            )
-        ).one()
-        status = "succeeded"
-        if failed:
-            status = "failed"
-        elif seen != skipped + scored + errors:
-            status = "incomplete"
-        conn.execute(
-            tables.runs.update()
-            .where(tables.runs.c.run_id == run_id)
-            .values(
-                finished_at=utc_now(),
-                status=status,
-                scored=scored,
-                flagged=flagged,
-                errors=errors,
-            )
-        )
-        row = conn.execute(select(tables.runs).where(tables.runs.c.run_id == run_id)).one()
-        return dict(row._mapping)
-
-    return transaction(engine, finish, retry)
-
-
 def flagged_results(engine: Engine, run_id: str) -> list[dict[str, Any]]:
-    """The run's flagged rows, most suspicious first."""
-    results = Tables.reflect(engine).results
+    """The rows this run flagged (by its own ledger, whichever run wrote a row last), most
+    suspicious first."""
+    tables = Tables.reflect(engine)
+    results, ledger = tables.results, tables.ledger
+    same_video = [results.c[name] == ledger.c[name] for name in RESULT_KEY]
     query = (
         select(results)
-        .where(results.c.run_id == run_id, results.c.flagged.is_(True))
+        .join(ledger, and_(*same_video))
+        .where(ledger.c.run_id == run_id, ledger.c.flagged.is_(True))
         .order_by(results.c.score.desc(), results.c.video_uri)
     )
     with engine.connect() as conn:

@@ -327,6 +327,14 @@ def cmd_runs_reap(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def add_db_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--db",
+        default=DEFAULT_DB_URL,
+        help="SQLAlchemy URL of the moderation database (default: %(default)s)",
+    )
+
+
 def add_detector_options(parser: argparse.ArgumentParser) -> None:
     from model.config import DecisionConfig, SamplingConfig
 
@@ -535,11 +543,7 @@ def build_parser() -> argparse.ArgumentParser:
         "(default: the status read when the command starts, so a decision made by someone "
         "else meanwhile is never overwritten)",
     )
-    p.add_argument(
-        "--db",
-        default=DEFAULT_DB_URL,
-        help="SQLAlchemy URL of the moderation database (default: %(default)s)",
-    )
+    add_db_option(p)
     p.set_defaults(func=cmd_review)
 
     p = sub.add_parser("db", help="operate on the moderation database's schema")
@@ -549,11 +553,7 @@ def build_parser() -> argparse.ArgumentParser:
         "prints the revision before and after"
     )
     p = db.add_parser("upgrade", help=about, description=about)
-    p.add_argument(
-        "--db",
-        default=DEFAULT_DB_URL,
-        help="SQLAlchemy URL of the moderation database (default: %(default)s)",
-    )
+    add_db_option(p)
     p.set_defaults(func=cmd_db_upgrade)
 
     p = sub.add_parser("runs", help="the scans recorded in scan_runs")
@@ -563,11 +563,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="mark running scans whose heartbeat went silent as abandoned (each scan also "
         "does this when it starts)",
     )
-    p.add_argument(
-        "--db",
-        default=DEFAULT_DB_URL,
-        help="SQLAlchemy URL of the moderation database (default: %(default)s)",
-    )
+    add_db_option(p)
     p.add_argument(
         "--stale-after-s",
         type=float,

@@ -101,7 +101,7 @@ class Detector:
         model.make_predict_function()  # built once, on the first call
         return np.asarray(model.predict_function([step]), dtype=np.float32)
 
-    def _predict(self, model: tf.keras.Model, *inputs: np.ndarray) -> np.ndarray:
+    def predict(self, model: tf.keras.Model, *inputs: np.ndarray) -> np.ndarray:
         """``model`` over inputs padded to a multiple of ``chunk`` rows, one chunk a call.
 
         A fixed batch shape means the prediction function is traced once, not once per batch
@@ -123,7 +123,7 @@ class Detector:
         """[N, S, S, 3] uint8 -> [N, D] float32, in one batched backbone call."""
         if len(frames) == 0:
             return np.zeros((0, self.config.backbone.feature_dim), np.float32)
-        return self._predict(self.backbone, frames)
+        return self.predict(self.backbone, frames)
 
     def window_features(self, frames: np.ndarray, mask: np.ndarray) -> np.ndarray:
         """Features for the real frames of every window; padded slots stay zero."""
@@ -134,7 +134,7 @@ class Detector:
     def head_scores(self, features: np.ndarray, mask: np.ndarray) -> np.ndarray:
         if len(features) == 0:
             return np.zeros(0, np.float32)
-        return self._predict(self.head, features, mask).reshape(-1)
+        return self.predict(self.head, features, mask).reshape(-1)
 
     def score_windows(self, frames: np.ndarray, mask: np.ndarray) -> np.ndarray:
         return self.head_scores(self.window_features(frames, mask), mask)

@@ -17,7 +17,7 @@ class FaceDetector:
 
         self._config = config
         self._mtcnn = MTCNN(stages="face_detection_only")
-        _compile_stages(self._mtcnn)
+        compile_stages(self._mtcnn)
 
     def largest_face(self, frame_rgb: np.ndarray) -> Box | None:
         """The largest confident face box in ``frame_rgb`` (original pixels), or None."""
@@ -44,7 +44,7 @@ class FaceDetector:
         return scale_box(best, 1.0 / factor)
 
 
-def _compile_stages(mtcnn) -> None:
+def compile_stages(mtcnn) -> None:
     """Run each MTCNN network as a traced graph instead of layer by layer in eager mode.
 
     The ``mtcnn`` package calls its Keras networks eagerly, once per pyramid scale; tracing them

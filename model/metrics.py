@@ -133,3 +133,52 @@ def summary(labels, scores, threshold: float) -> dict[str, object]:
         "threshold": float(threshold),
         "confusion": matrix,
     }
+
+
+# Fewer real validation videos than this, and the false-positive rate a threshold will see in
+# production is too uncertain to rely on: ``train`` warns.
+MIN_REAL_VIDEOS = 50
+
+
+def wilson_interval(successes: int, n: int, z: float = 1.959964) -> tuple[float, float]:
+    """The Wilson score interval (95 % by default) for a binomial rate seen as successes / n.
+
+    Unlike the normal approximation it stays inside [0, 1] and is honest at 0 of n: with no
+    false positive on 20 real videos, the rate may still be up to about 16 %.
+    """
+    if n <= 0:
+        return 0.0, 1.0
+    p = successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return float(max(0.0, centre - half)), float(min(1.0, centre + half))
+
+
+def threshold_support(labels, scores, threshold: float, target_fpr: float) -> dict[str, object]:
+    """What a threshold rests on: the real videos behind it, the false-positive rate they show,
+    its 95 % interval, and whether there are enough of them (``MIN_REAL_VIDEOS``)."""
+    y, s = _check(labels, scores)
+    reals = s[y == 0]
+    false_positives = int(np.sum(reals >= threshold))
+    low, high = wilson_interval(false_positives, int(reals.size))
+    return {
+        "real_videos": int(reals.size),
+        "false_positives": false_positives,
+        "target_fpr": float(target_fpr),
+        "fpr": false_positives / reals.size if reals.size else float("nan"),
+        "fpr_interval_95": [low, high],
+        "enough_real_videos": bool(reals.size >= MIN_REAL_VIDEOS),
+    }
+
+
+def threshold_warning(support: dict[str, object]) -> str | None:
+    """A sentence for the user when too few real videos back the threshold, else None."""
+    if support["enough_real_videos"]:
+        return None
+    low, high = support["fpr_interval_95"]
+    return (
+        f"the threshold rests on only {support['real_videos']} real validation videos "
+        f"(fewer than {MIN_REAL_VIDEOS}): the false-positive rate it will see may be anywhere "
+        f"from {low:.1%} to {high:.1%} (95 % interval), not the {support['target_fpr']:.0%} "
+        "asked for. Train on more real videos."
+    )

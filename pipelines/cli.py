@@ -70,8 +70,15 @@ def cmd_train(args: argparse.Namespace) -> int:
     from model.train import TrainOptions, train
 
     options = TrainOptions(epochs=args.epochs, val_fraction=args.val_fraction, seed=args.seed)
+    self_blend = self_blend_options(args)
     progress(f"train: backbone weights: {describe_source(args.backbone_weights)}")
-    bars = (Bar("features: ", "features"), Bar("train: epoch ", "epochs", args.epochs))
+    bars = (
+        Bar("features: ", "features"),
+        Bar("tuning frames: ", "tuning frames"),
+        Bar("fine-tune: epoch ", "fine-tune"),
+        Bar("pairs: ", "self-blend pairs"),
+        Bar("train: epoch ", "epochs", args.epochs),
+    )
     with progress_bars(*bars) as report:
         manifest = train(
             args.data,
@@ -79,6 +86,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             weights=args.backbone_weights,
             config=detector_config_from(args),
             options=options,
+            self_blend=self_blend,
             cache_dir=args.cache_dir,
             progress=report,
         )
@@ -94,6 +102,24 @@ def cmd_train(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def self_blend_options(args: argparse.Namespace):
+    """The self-blend recipe the command line asks for, or None for labelled training."""
+    if not args.self_blend:
+        if args.fine_tune_from or args.self_blend_ratio is not None:
+            raise ValueError("--fine-tune-from and --self-blend-ratio need --self-blend")
+        return None
+    from model.finetune import FineTuneOptions
+    from model.train import SelfBlendOptions
+
+    fine_tune = None
+    if args.fine_tune_from:
+        fine_tune = FineTuneOptions(
+            args.fine_tune_from, epochs=args.fine_tune_epochs, seed=args.seed
+        )
+    ratio = 0.5 if args.self_blend_ratio is None else args.self_blend_ratio
+    return SelfBlendOptions(variants=args.self_blend_variants, ratio=ratio, fine_tune=fine_tune)
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
     _quiet_tensorflow()
     from model.evaluate import evaluate
@@ -106,7 +132,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         emit(result)
     else:
         print(f"model {result['model_version']} ({result['backbone_weights']})")
-        for key in ("n", "auc", "accuracy", "eer", "log_loss", "ap", "threshold"):
+        keys = ("n", "auc", "window_auc", "frame_auc", "accuracy", "eer", "log_loss", "ap")
+        for key in (*keys, "threshold"):
             value = result[key]
             print(f"{key:>10}: {value:.4f}" if isinstance(value, float) else f"{key:>10}: {value}")
         print(f"{'confusion':>10}: {result['confusion']}")
@@ -403,6 +430,41 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
         "--cache-dir", default=default_cache_dir(), help="feature cache (default: %(default)s)"
+    )
+    blend = p.add_argument_group(
+        "self-blended fakes",
+        "train from real videos alone: fakes are made from the real faces themselves "
+        "(DATA may hold only real/); a stopped run resumes from OUT/.checkpoint",
+    )
+    blend.add_argument(
+        "--self-blend", action="store_true", help="make training fakes by self-blending reals"
+    )
+    blend.add_argument(
+        "--self-blend-ratio",
+        type=float,
+        metavar="R",
+        help="share of the fake training windows that are self-blended when DATA also has "
+        "labelled fakes (default 0.5; 1 trains on self-blended fakes only)",
+    )
+    blend.add_argument(
+        "--self-blend-variants",
+        type=int,
+        metavar="N",
+        default=2,
+        help="self-blended fakes per real window (default: %(default)s)",
+    )
+    blend.add_argument(
+        "--fine-tune-from",
+        metavar="LAYER",
+        help="train the backbone from this Inception block on (mixed1..mixed10, or all) "
+        "before the head; default: the backbone stays frozen",
+    )
+    blend.add_argument(
+        "--fine-tune-epochs",
+        type=int,
+        default=4,
+        metavar="N",
+        help="backbone epochs (default: %(default)s)",
     )
     add_detector_options(p)
     p.set_defaults(func=cmd_train)

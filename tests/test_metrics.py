@@ -63,3 +63,32 @@ def test_threshold_keeps_false_positive_rate_within_target(negatives, target):
 def test_mismatched_lengths_are_rejected():
     with pytest.raises(ValueError):
         metrics.roc_auc([0, 1], [0.5])
+
+
+def test_wilson_interval_is_honest_at_zero_and_narrows_with_more_videos():
+    low, high = metrics.wilson_interval(0, 20)
+    assert low == 0.0 and high == pytest.approx(0.161, abs=0.002)
+    assert metrics.wilson_interval(0, 200)[1] < 0.02
+    low, high = metrics.wilson_interval(5, 100)
+    assert low < 0.05 < high and high - low < 0.1
+    assert metrics.wilson_interval(0, 0) == (0.0, 1.0)
+
+
+def test_threshold_support_warns_below_fifty_real_videos():
+    rng = np.random.default_rng(0)
+    few_labels = np.r_[np.zeros(20), np.ones(20)]
+    few_scores = np.r_[rng.uniform(0, 0.6, 20), rng.uniform(0.4, 1, 20)]
+    threshold = metrics.threshold_for_fpr(few_labels, few_scores, 0.05)
+    support = metrics.threshold_support(few_labels, few_scores, threshold, 0.05)
+    assert support["real_videos"] == 20 and support["false_positives"] <= 1
+    assert support["enough_real_videos"] is False
+    low, high = support["fpr_interval_95"]
+    assert low <= support["fpr"] <= high and high > 0.1
+    warning = metrics.threshold_warning(support)
+    assert "only 20 real validation videos" in warning and f"{high:.1%}" in warning
+
+    many_labels = np.r_[np.zeros(metrics.MIN_REAL_VIDEOS), np.ones(20)]
+    many_scores = np.r_[rng.uniform(0, 0.6, metrics.MIN_REAL_VIDEOS), rng.uniform(0.4, 1, 20)]
+    threshold = metrics.threshold_for_fpr(many_labels, many_scores, 0.05)
+    support = metrics.threshold_support(many_labels, many_scores, threshold, 0.05)
+    assert support["enough_real_videos"] is True and metrics.threshold_warning(support) is None

@@ -11,7 +11,7 @@ import tensorflow as tf
 from model.backbone import RANDOM, build_backbone
 from model.config import DetectorConfig
 from model.head import build_head
-from model.runtime import RuntimePlan, replica_devices
+from model.runtime import RuntimePlan, dtype_policy, replica_devices
 
 
 def make_strategy(devices: list[str] | None = None) -> tf.distribute.Strategy:
@@ -57,14 +57,19 @@ class Detector:
         weights: str = RANDOM,
         strategy: tf.distribute.Strategy | None = None,
         seed: int = 0,
+        runtime: RuntimePlan | None = None,
     ) -> Detector:
+        """A new detector; the backbone computes in ``runtime``'s precision, the head in
+        float32 (its variables are float32 either way)."""
         strategy = strategy or make_strategy()
+        runtime = runtime or RuntimePlan()
         with strategy.scope():
-            backbone = build_backbone(config.backbone, weights, seed=seed)
+            with dtype_policy(runtime.precision):
+                backbone = build_backbone(config.backbone, weights, seed=seed)
             head = build_head(
                 config.head, config.sampling.frames_per_window, config.backbone.feature_dim
             )
-        return cls(config, backbone, head, strategy, weights)
+        return cls(config, backbone, head, strategy, weights, runtime)
 
     def with_runtime(self, runtime: RuntimePlan) -> Detector:
         """The same models run another way; XLA takes effect only on models not yet called."""

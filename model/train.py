@@ -33,7 +33,7 @@ from model.blendset import PairMaker, WindowPairs, frame_subset
 from model.bundle import save_bundle
 from model.config import DetectorConfig
 from model.dataset import LabelledVideo, load_dataset
-from model.detector import Detector
+from model.detector import Detector, make_strategy
 from model.errors import VideoError
 from model.features import FeatureExtractor, detector_fingerprint
 from model.finetune import FineTuneOptions, tune_backbone
@@ -152,15 +152,11 @@ def video_scores(detector: Detector, items: Sequence) -> tuple[np.ndarray, list[
 
 def build_detector(config: DetectorConfig, weights: str, seed: int) -> Detector:
     """The detector to train: the backbone in the fastest precision this machine computes
-    natively (weights stay float32), the head in float32."""
-    from model.detector import make_strategy
-    from model.runtime import dtype_policy
-
+    natively (its weights stay float32), the head in float32."""
     strategy = make_strategy()
-    runtime = plan_runtime(AUTO, strategy)
-    with dtype_policy(runtime.precision):
-        detector = Detector.build(config, weights, strategy=strategy, seed=seed)
-    return detector.with_runtime(runtime)
+    return Detector.build(
+        config, weights, strategy=strategy, seed=seed, runtime=plan_runtime(AUTO, strategy)
+    )
 
 
 def train(

@@ -350,6 +350,8 @@ def blended_windows(detector, videos, options, self_blend, checkpoint, progress)
         progress(f"pairs: {done}/{len(todo)} real videos ({eta_text(started, done, len(todo))})")
     if store.reused:
         progress(f"train: pairs of {store.reused} real videos came from the checkpoint")
+    if not train_set or not val_set:
+        raise ValueError("too few real videos could be decoded to train and validate on")
     labelled = [i for i in train_idx + val_idx if videos[i].label == "fake"]
     labelled_train = 0
     if labelled:

@@ -517,7 +517,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=cmd_report)
 
-    p = sub.add_parser("review", help="record a moderator's decision on a flagged video")
+    p = sub.add_parser(
+        "review",
+        help="record a moderator's decision on a flagged video (refused while another moderator "
+        "has claimed it in the review app)",
+    )
     p.add_argument("video_uri", help="the video's URI, as the moderation table holds it")
     decision = p.add_mutually_exclusive_group(required=True)
     decision.add_argument(
@@ -534,11 +538,18 @@ def build_parser() -> argparse.ArgumentParser:
         const="dismissed",
         help="it is not a deepfake",
     )
+    decision.add_argument(
+        "--escalate",
+        dest="decision",
+        action="store_const",
+        const="escalated",
+        help="hand it on to someone who may decide it (legal, trust and safety)",
+    )
     p.add_argument("--note", help="a note kept in the review history (at most 10,000 characters)")
     p.add_argument("--reviewer", help="who decides (default: $USER)")
     p.add_argument(
         "--expect",
-        choices=("pending", "confirmed", "dismissed"),
+        choices=("pending", "confirmed", "dismissed", "escalated"),
         help="the status the decision replaces; refused (exit 2) if the video holds another "
         "(default: the status read when the command starts, so a decision made by someone "
         "else meanwhile is never overwritten)",

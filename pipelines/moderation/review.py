@@ -179,6 +179,8 @@ def claim_video(
     Refused with ReviewConflict while someone else holds a live claim, or when ``seen`` (what the
     claimer read) no longer matches the video's rows; NotFlagged when it has no flagged row.
     """
+    if ttl_s <= 0:
+        raise ValueError(f"a claim must last some time, not {ttl_s} s")
     results, reviews, claims = _tables(engine)
     now = database.utc_now()
     with engine.begin() as conn:

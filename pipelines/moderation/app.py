@@ -52,9 +52,9 @@ from pipelines.moderation.review import (
     NotFlagged,
     Review,
     ReviewConflict,
+    ReviewState,
     check_review,
     claim_video,
-    expect_status,
     read_state,
     record_review,
     release_claim,
@@ -201,14 +201,17 @@ def create_app(engine: Engine, settings: ServeSettings) -> FastAPI:
 
     def queue_filter(request: Request) -> QueueFilter:
         query = request.query_params
+        kinds: dict[str, Any] = {"score_min": float, "score_max": float, "page": int}
+        kinds |= {"per_page": int, "since": date.fromisoformat, "until": date.fromisoformat}
+        values: dict[str, Any] = {}
+        for name in ("status", "sort", "run_id", "model_version", *kinds):
+            if query.get(name):
+                try:
+                    values[name] = kinds.get(name, str)(query[name])
+                except ValueError as err:
+                    raise Refusal(400, "Bad filter", f"{name} {query[name]!r}: {err}") from err
         try:
-            number = {k: float(query[k]) for k in ("score_min", "score_max") if query.get(k)}
-            days = {k: date.fromisoformat(query[k]) for k in ("since", "until") if query.get(k)}
-            pages_ = {k: int(query[k]) for k in ("page", "per_page") if query.get(k)}
-            texts = {
-                k: query[k] for k in ("status", "sort", "run_id", "model_version") if query.get(k)
-            }
-            return QueueFilter(**texts, **number, **days, **pages_).checked()
+            return QueueFilter(**values).checked()
         except ValueError as err:
             raise Refusal(400, "Bad filter", f"the queue cannot show that: {err}") from err
 
@@ -319,11 +322,18 @@ def create_app(engine: Engine, settings: ServeSettings) -> FastAPI:
             raise Refusal(400, "Bad JSON", "the body must be a JSON object")
         return body
 
+    def as_shown(seen: ReviewState, expect: Any) -> None:
+        """Refuse (409) when the video no longer holds the status the moderator's page showed."""
+        if expect and seen.status != str(expect):
+            raise ReviewConflict(
+                f"{seen.video_uri} was decided meanwhile: it is {seen.status} now, not {expect} "
+                "as your page showed; nothing was recorded. Reload the page to see the decision"
+            )
+
     def claim(reviewer: str, uri: str, expect: str | None) -> None:
         try:
             seen = read_state(engine, uri)
-            if expect:
-                expect_status(seen, expect)
+            as_shown(seen, expect)
             claim_video(engine, uri, reviewer, settings.claim_ttl_s, seen)
         except NotFlagged as err:
             raise Refusal(404, "No such video", str(err)) from err
@@ -337,8 +347,7 @@ def create_app(engine: Engine, settings: ServeSettings) -> FastAPI:
         try:
             check_review(review)
             seen = read_state(engine, uri)
-            if expect:
-                expect_status(seen, str(expect))
+            as_shown(seen, expect)
             record_review(engine, review, seen, require_claim=True)
         except NotFlagged as err:
             raise Refusal(404, "No such video", str(err)) from err

@@ -13,12 +13,11 @@ import cv2
 import numpy as np
 import pytest
 
-from model.bundle import MANIFEST, content_version
 from pipelines import cli
 from pipelines.moderation.report import window_frames
 from pipelines.scan import writing
 from tests.rows import finished_run, verdict
-from tests.scanning import scan, table
+from tests.scanning import flag_everything, scan, table
 
 CHROMIUM_FLAGS = [
     "--headless",
@@ -120,16 +119,6 @@ def test_the_run_is_the_latest_unless_named(tmp_path, capsys):
     assert (code, result["run_id"], result["flagged"]) == (cli.EXIT_OK, "run-1", 1)
     code, _, err = report(db_url, tmp_path / "r3", "--run", "run-9", capsys=capsys)
     assert code == cli.EXIT_USAGE and "no scan run run-9" in err
-
-
-def flag_everything(bundle: Path, out: Path) -> Path:
-    """A copy of ``bundle`` with threshold 0, so that every scored video is flagged."""
-    shutil.copytree(bundle, out)
-    manifest = json.loads((out / MANIFEST).read_text())
-    manifest["decision"]["threshold"] = 0.0
-    manifest["model_version"] = content_version(manifest)
-    (out / MANIFEST).write_text(json.dumps(manifest))
-    return out
 
 
 def chromium(*args: str, user_data: Path) -> subprocess.CompletedProcess:

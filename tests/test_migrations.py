@@ -272,6 +272,9 @@ def test_an_installed_copy_finds_its_revisions(tmp_path):
         timeout=120,
     ).stdout.splitlines()
     assert Path(scripts).is_relative_to(site)
+    pages = site / "pipelines" / "moderation"
+    assert (pages / "templates" / "queue.html").is_file(), "the review app's pages are installed"
+    assert (pages / "static" / "htmx.min.js").is_file()
     assert Path(scripts) != SCRIPTS
     assert found.split() == revisions()
     assert after == HEAD

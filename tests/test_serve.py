@@ -6,11 +6,16 @@ The browser, uvicorn and uploads: tests/test_serve_browser.py.
 
 from __future__ import annotations
 
+import json
+import re
 import shutil
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from urllib.parse import parse_qsl, urlsplit
 
 import pytest
+import yaml
 from conftest import BACKENDS
 from sqlalchemy import text
 from starlette.testclient import TestClient
@@ -328,3 +333,35 @@ def test_serve_refuses_options_that_could_name_no_moderator(capsys):
     assert "--trusted-proxy ADDRESS" in capsys.readouterr().err
     assert cli.main(["serve", "--trusted-proxy", "proxy.local"]) == cli.EXIT_USAGE
     assert "not an IP address or network" in capsys.readouterr().err
+
+
+@pytest.mark.unit
+def test_the_dashboard_and_the_alerts_link_to_a_queue_the_app_shows():
+
+    infra = Path(__file__).resolve().parent.parent / "infra"
+    dashboard = json.loads((infra / "grafana" / "dashboards" / "deeptrust-scan.json").read_text())
+    variables = {v["name"] for v in dashboard["templating"]["list"]}
+    alerts = (infra / "prometheus" / "alerts.yml").read_text()
+    prometheus = yaml.safe_load((infra / "prometheus" / "prometheus.yml").read_text())
+    labels = prometheus["global"]["external_labels"]
+    (annotation,) = re.findall(r"review_queue: '\{\{ \$externalLabels\.(\w+) \}\}(\S+)'", alerts)
+    links = [link["url"] for link in dashboard["links"]]
+    assert links and annotation[0] in labels
+    for base, rest in [re.match(r"\$\{(\w+)\}(.*)", url).groups() for url in links] + [annotation]:
+        assert base in variables | set(labels)
+        query = dict(parse_qsl(urlsplit(rest).query))
+        assert urlsplit(rest).path == "/" and QueueFilter(**query).checked().status == "pending"
+
+
+@pytest.mark.unit
+def test_the_serve_extra_pins_what_requirements_serve_pins():
+
+    root = Path(__file__).resolve().parent.parent
+    extra = re.search(r"SERVE_REQUIREMENTS = \[(.*?)\]", (root / "setup.py").read_text(), re.S)
+    pinned = re.findall(r'"([^"]+==[^"]+)"', extra.group(1))
+    listed = [
+        line.split("#")[0].strip()
+        for line in (root / "requirements-serve.txt").read_text().splitlines()
+        if "==" in line
+    ]
+    assert pinned and pinned == listed

@@ -18,10 +18,10 @@ from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, MetaData, and_, exists, func, select
+from sqlalchemy import Engine, and_, exists, func, select
 from sqlalchemy.sql.elements import ColumnElement
 
-from pipelines.moderation.review import STATUSES, Claim, current_claim
+from pipelines.moderation.review import STATUSES, Claim, current_claim, latest_flagged, tables
 from pipelines.store import database
 
 # What the queue can show: a status, or every status at once.
@@ -49,6 +49,20 @@ def video_uri(vid: str) -> str:
 def video_name(uri: str) -> str:
     """The file name at the end of a URI."""
     return uri.rstrip("/").rsplit("/", 1)[-1]
+
+
+class NamedVideo:
+    """A video's id in URLs and its file name, from its ``video_uri``."""
+
+    video_uri: str
+
+    @property
+    def id(self) -> str:
+        return video_id(self.video_uri)
+
+    @property
+    def name(self) -> str:
+        return video_name(self.video_uri)
 
 
 @dataclass(frozen=True)
@@ -91,7 +105,7 @@ class QueueFilter:
 
 
 @dataclass(frozen=True)
-class QueueItem:
+class QueueItem(NamedVideo):
     video_uri: str
     content_version: str
     score: float
@@ -101,14 +115,6 @@ class QueueItem:
     scanned_at: datetime
     first_scanned_at: datetime
     duration_s: float | None
-
-    @property
-    def id(self) -> str:
-        return video_id(self.video_uri)
-
-    @property
-    def name(self) -> str:
-        return video_name(self.video_uri)
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -217,21 +223,13 @@ def list_queue(engine: Engine, wanted: QueueFilter) -> QueuePage:
 
 
 @dataclass(frozen=True)
-class VideoDetail:
+class VideoDetail(NamedVideo):
     """A video at its latest flagged bytes: its rows (highest score first), decisions and claim."""
 
     video_uri: str
     rows: list[dict[str, Any]]
     history: list[dict[str, Any]]
     claim: Claim | None
-
-    @property
-    def id(self) -> str:
-        return video_id(self.video_uri)
-
-    @property
-    def name(self) -> str:
-        return video_name(self.video_uri)
 
     @property
     def row(self) -> dict[str, Any]:
@@ -268,23 +266,18 @@ def _plain(row: dict[str, Any]) -> dict[str, Any]:
 def video_detail(engine: Engine, uri: str) -> VideoDetail | None:
     """The video's flagged rows of its latest flagged bytes and its whole review history; None
     when the video has no flagged row."""
-    results = database.Tables.reflect(engine).results
-    metadata = MetaData()
-    metadata.reflect(engine, only=["reviews"])
-    reviews = metadata.tables["reviews"]
-    flagged = (results.c.video_uri == uri, results.c.flagged.is_(True))
+    results, reviews, _ = tables(engine)
     with engine.connect() as conn:
-        latest = conn.execute(
-            select(results.c.content_version)
-            .where(*flagged)
-            .order_by(results.c.scanned_at.desc())
-            .limit(1)
-        ).scalar()
+        latest = latest_flagged(conn, results, uri)
         if latest is None:
             return None
         rows = conn.execute(
             select(results)
-            .where(*flagged, results.c.content_version == latest)
+            .where(
+                results.c.video_uri == uri,
+                results.c.flagged.is_(True),
+                results.c.content_version == latest,
+            )
             .order_by(results.c.score.desc(), results.c.model_version)
         ).mappings()
         rows = [dict(r) for r in rows]

@@ -100,7 +100,7 @@ _REFLECTED: weakref.WeakKeyDictionary[Engine, tuple[Table, Table, Table]] = (
 )
 
 
-def _tables(engine: Engine) -> tuple[Table, Table, Table]:
+def tables(engine: Engine) -> tuple[Table, Table, Table]:
     """``moderation_results``, ``reviews`` and ``review_claims``, reflected once per engine."""
     if engine not in _REFLECTED:
         metadata = MetaData()
@@ -114,14 +114,20 @@ def _tables(engine: Engine) -> tuple[Table, Table, Table]:
     return _REFLECTED[engine]
 
 
-def _read_state(conn: Connection, results: Table, video_uri: str) -> ReviewState:
-    flagged = (results.c.video_uri == video_uri, results.c.flagged.is_(True))
-    latest = conn.execute(
+def latest_flagged(conn: Connection, results: Table, video_uri: str) -> str | None:
+    """The content version of the video's most recently scanned flagged row: the bytes a
+    decision is about. None when no row of the video is flagged."""
+    return conn.execute(
         select(results.c.content_version)
-        .where(*flagged)
+        .where(results.c.video_uri == video_uri, results.c.flagged.is_(True))
         .order_by(results.c.scanned_at.desc())
         .limit(1)
     ).scalar()
+
+
+def _read_state(conn: Connection, results: Table, video_uri: str) -> ReviewState:
+    flagged = (results.c.video_uri == video_uri, results.c.flagged.is_(True))
+    latest = latest_flagged(conn, results, video_uri)
     if latest is None:
         rows = conn.execute(select(func.count()).where(results.c.video_uri == video_uri)).scalar()
         state = f"its {rows} rows are not flagged" if rows else "it was never scanned"
@@ -136,7 +142,7 @@ def _read_state(conn: Connection, results: Table, video_uri: str) -> ReviewState
 
 def read_state(engine: Engine, video_uri: str) -> ReviewState:
     """The video's latest flagged bytes and their rows' statuses; NotFlagged when it has none."""
-    results, _, _ = _tables(engine)
+    results, _, _ = tables(engine)
     with engine.connect() as conn:
         return _read_state(conn, results, video_uri)
 
@@ -150,7 +156,7 @@ def _live_claim(conn: Connection, claims: Table, video_uri: str, now: datetime) 
 
 def current_claim(engine: Engine, video_uri: str) -> Claim | None:
     """The video's claim while it lasts, else None."""
-    _, _, claims = _tables(engine)
+    _, _, claims = tables(engine)
     with engine.connect() as conn:
         return _live_claim(conn, claims, video_uri, database.utc_now())
 
@@ -181,7 +187,7 @@ def claim_video(
     """
     if ttl_s <= 0:
         raise ValueError(f"a claim must last some time, not {ttl_s} s")
-    results, reviews, claims = _tables(engine)
+    results, reviews, claims = tables(engine)
     now = database.utc_now()
     with engine.begin() as conn:
         state = _read_state(conn, results, video_uri)
@@ -209,7 +215,7 @@ def claim_video(
 
 def release_claim(engine: Engine, video_uri: str, reviewer: str) -> bool:
     """Give up ``reviewer``'s claim on the video; whether they held one."""
-    _, _, claims = _tables(engine)
+    _, _, claims = tables(engine)
     with engine.begin() as conn:
         done = conn.execute(
             claims.delete().where(claims.c.video_uri == video_uri, claims.c.reviewer == reviewer)
@@ -245,7 +251,7 @@ def record_review(
     rows decided. Raises NotFlagged when the video has no flagged row.
     """
     check_review(review)
-    results, reviews, claims = _tables(engine)
+    results, reviews, claims = tables(engine)
     with engine.begin() as conn:
         if seen is None:
             seen = _read_state(conn, results, review.video_uri)

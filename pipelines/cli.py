@@ -316,6 +316,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
     )
     try:
         serve.run(args.db, args.host, args.port, settings, upload_bytes)
+    except SystemExit as stop:  # uvicorn's own exit when it cannot start (a taken port)
+        if stop.code in (0, None):
+            return EXIT_OK
+        progress(f"deeptrust serve: could not serve on {args.host}:{args.port} (see above)")
+        return EXIT_FAILED
     except ArgumentError as err:
         raise ValueError(f"--db is not a database URL: {err}") from err
     except SQLAlchemyError as err:

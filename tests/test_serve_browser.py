@@ -28,6 +28,7 @@ from sqlalchemy import text
 from pipelines.moderation.queue import video_id
 from pipelines.store import database
 from tests.media import make_clip
+from tests.rows import finished_run
 from tests.scanning import flag_everything, scan, table
 
 pytestmark = pytest.mark.e2e
@@ -319,3 +320,23 @@ def test_a_moderator_checks_uploads_and_nothing_is_kept(browser, tmp_path, clips
         assert forged.status_code == 403
         assert list(server.tmp.glob("deeptrust-check-*")) == [], "uploads are deleted"
     assert (decisions(db_url), table(db_url)) == before
+
+
+def test_serve_exits_with_codes_scripts_can_trust(tmp_path):
+    empty = f"sqlite:///{tmp_path / 'empty.db'}"
+    command = [sys.executable, "-m", "pipelines.cli", "serve", "--dev-user", "me"]
+
+    def serve(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [*command, *args], cwd=ROOT, capture_output=True, text=True, timeout=120
+        )
+
+    refused = serve("--db", empty)
+    assert refused.returncode == 2 and "holds no moderation table" in refused.stderr
+    db_url = f"sqlite:///{tmp_path / 'scan.db'}"
+    finished_run(db_url, "run-1", "m1", [])
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        busy = serve("--db", db_url, "--port", str(taken.getsockname()[1]))
+    assert busy.returncode == 1 and "could not serve on 127.0.0.1" in busy.stderr

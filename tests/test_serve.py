@@ -365,3 +365,31 @@ def test_the_serve_extra_pins_what_requirements_serve_pins():
         if "==" in line
     ]
     assert pinned and pinned == listed
+
+
+@pytest.mark.e2e
+def test_an_s3_video_plays_through_a_short_lived_presigned_url(
+    tmp_path, corpus, s3_server, monkeypatch
+):
+    import boto3
+    import httpx
+
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", s3_server)
+    source = sorted(corpus.rglob("*.mp4"))[0]
+    client = boto3.client("s3")
+    client.create_bucket(Bucket="uploads")
+    client.upload_file(str(source), "uploads", "day/clip.mp4")
+    db_url = f"sqlite:///{tmp_path / 'scan.db'}"
+    uri = "s3://uploads/day/clip.mp4"
+    body = verdict(0.9, True, windows(0.4, 0.9))
+    finished_run(db_url, "run-1", "m1", [writing.scored_row(uri, "etag:1", "m1", body)])
+    api = client_for(db_url)
+
+    media = api.get(f"/videos/{video_id(uri)}/media")
+    assert media.status_code == 307 and media.headers["cache-control"] == "no-store"
+    presigned = media.headers["location"]
+    assert presigned.startswith(f"{s3_server}/uploads/day/clip.mp4?")
+    assert dict(parse_qsl(urlsplit(presigned).query))["X-Amz-Expires"] == "600"
+    assert httpx.get(presigned).content == source.read_bytes()
+    thumb = api.get(f"/videos/{video_id(uri)}/thumbnail.jpg")
+    assert thumb.status_code == 200 and thumb.content[:2] == b"\xff\xd8"

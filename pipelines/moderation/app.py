@@ -33,7 +33,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from model.config import FaceCropConfig
 from model.errors import VideoError
-from model.storage import is_s3, s3_client, split_s3
+from model.storage import is_s3, split_s3
 from pipelines.moderation import pages
 from pipelines.moderation.check import Checker, TooLarge, upload_dir
 from pipelines.moderation.frames import Pictures
@@ -137,6 +137,14 @@ async def _too_large(scope: Scope, send: Send, cap: int) -> None:
     headers = [(b"content-type", kind), (b"content-length", str(len(body)).encode())]
     await send({"type": "http.response.start", "status": 413, "headers": headers})
     await send({"type": "http.response.body", "body": body})
+
+
+def presigner():
+    """An S3 client that presigns with Signature Version 4, which every region accepts."""
+    import boto3
+    from botocore.config import Config
+
+    return boto3.client("s3", config=Config(signature_version="s3v4"))
 
 
 _ENV = pages.environment()
@@ -254,7 +262,7 @@ def create_app(engine: Engine, settings: ServeSettings) -> FastAPI:
         uri = video.video_uri
         if is_s3(uri):
             bucket, key = split_s3(uri)
-            url = s3_client().generate_presigned_url(
+            url = presigner().generate_presigned_url(
                 "get_object",
                 Params={"Bucket": bucket, "Key": key},
                 ExpiresIn=settings.presign_ttl_s,

@@ -280,6 +280,8 @@ def cmd_review(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
     from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
     from model.config import FaceCropConfig
@@ -313,7 +315,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
         claim_ttl_s=args.claim_minutes * 60,
         face=face,
         checker=checker,
+        keep_uploads=Path(args.keep_uploads).resolve() if args.keep_uploads else None,
     )
+    if args.keep_uploads and checker is None:
+        raise ValueError("--keep-uploads keeps checked videos: give --model too")
     try:
         serve.run(args.db, args.host, args.port, settings, upload_bytes)
     except SystemExit as stop:  # uvicorn's own exit when it cannot start (a taken port)
@@ -665,6 +670,12 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=256.0,
         help="largest upload checked, in MiB; larger ones get 413 (default: %(default)s)",
+    )
+    check.add_argument(
+        "--keep-uploads",
+        metavar="DIR",
+        help="folder where a checked video is kept when its moderator asks, with its row in the "
+        "moderation table (default: uploads are never kept)",
     )
     check.add_argument(
         "--decode-timeout-s",

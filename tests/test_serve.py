@@ -333,6 +333,8 @@ def test_serve_refuses_options_that_could_name_no_moderator(capsys):
     assert "--trusted-proxy ADDRESS" in capsys.readouterr().err
     assert cli.main(["serve", "--trusted-proxy", "proxy.local"]) == cli.EXIT_USAGE
     assert "not an IP address or network" in capsys.readouterr().err
+    assert cli.main(["serve", "--dev-user", "me", "--keep-uploads", "kept"]) == cli.EXIT_USAGE
+    assert "give --model too" in capsys.readouterr().err
 
 
 @pytest.mark.unit

@@ -277,7 +277,7 @@ def test_moderators_work_the_queue_in_a_browser(scanned, browser, tmp_path):
     assert "GET /videos/" in server.log.read_text(), "the log holds the requests"
 
 
-def test_a_moderator_checks_uploads_and_nothing_is_kept(browser, tmp_path, clips):
+def test_a_moderator_checks_uploads_kept_only_when_asked(browser, tmp_path, clips):
     folder, model = clips
     db_url = scanned_into(f"sqlite:///{tmp_path / 'scan.db'}", folder, model)
     before = decisions(db_url), table(db_url)
@@ -286,7 +286,9 @@ def test_a_moderator_checks_uploads_and_nothing_is_kept(browser, tmp_path, clips
     big = tmp_path / "big.mp4"
     big.write_bytes(os.urandom(3 << 20))
 
-    with serving(db_url, model, tmp_path, "--max-upload-mb", "2") as server:
+    kept = tmp_path / "kept"
+    extra = ("--max-upload-mb", "2", "--keep-uploads", str(kept))
+    with serving(db_url, model, tmp_path, *extra) as server:
         page = as_moderator(browser, "alice")
         page.goto(f"{server.url}/check")
         with page.expect_response(lambda r: r.request.method == "POST") as answer:
@@ -319,7 +321,21 @@ def test_a_moderator_checks_uploads_and_nothing_is_kept(browser, tmp_path, clips
         )
         assert forged.status_code == 403
         assert list(server.tmp.glob("deeptrust-check-*")) == [], "uploads are deleted"
-    assert (decisions(db_url), table(db_url)) == before
+        assert (decisions(db_url), table(db_url)) == before
+        assert not kept.exists()
+
+        with page.expect_response(lambda r: r.request.method == "POST") as answer:
+            page.set_input_files("input[name=video]", str(clip))
+            page.check("input[name=keep]")
+            page.click("form.upload button")
+        assert answer.value.status == 200
+        (copy,) = kept.iterdir()
+        assert copy.read_bytes() == clip.read_bytes() and copy.suffix == ".mp4"
+        (row,) = [r for r in table(db_url) if r["video_uri"] == str(copy)]
+        assert (row["flagged"], row["review_status"]) == (True, "pending")
+        page.click("text=its page in the queue")
+        page.wait_for_url(f"**/videos/{video_id(str(copy))}")
+        assert page.locator("h1 .name").inner_text() == copy.name
 
 
 def test_serve_exits_with_codes_scripts_can_trust(tmp_path):

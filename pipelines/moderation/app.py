@@ -35,7 +35,7 @@ from model.config import FaceCropConfig
 from model.errors import VideoError
 from model.storage import is_s3, split_s3
 from pipelines.moderation import pages
-from pipelines.moderation.check import Checker, TooLarge, upload_dir
+from pipelines.moderation.check import Checker, TooLarge, keep, upload_dir
 from pipelines.moderation.frames import Pictures
 from pipelines.moderation.identity import FormTokens, IdentityRules, NoIdentity
 from pipelines.moderation.queue import (
@@ -44,6 +44,7 @@ from pipelines.moderation.queue import (
     VideoDetail,
     list_queue,
     video_detail,
+    video_id,
     video_uri,
 )
 from pipelines.moderation.report import most_suspicious
@@ -75,6 +76,7 @@ class ServeSettings:
     presign_ttl_s: int = 10 * 60
     face: FaceCropConfig = field(default_factory=FaceCropConfig)
     checker: Checker | None = None
+    keep_uploads: Path | None = None  # where checked videos are kept when a moderator asks
 
 
 class Refusal(Exception):
@@ -148,7 +150,7 @@ def presigner():
 
 
 _ENV = pages.environment()
-_ENV.globals["urlencode"] = urlencode
+_ENV.globals.update(urlencode=urlencode, video_id=video_id)
 
 
 def _page(title: str, message: str, reviewer: str | None = None) -> str:
@@ -442,9 +444,25 @@ def create_app(engine: Engine, settings: ServeSettings) -> FastAPI:
 
     # --- check one video ---
 
+    def check_render(request: Request, status: int = 200, **context: Any) -> HTMLResponse:
+        """The check page: the form (offering to keep the video where the app keeps uploads),
+        and a verdict or a refusal."""
+        checker, result = settings.checker, context.get("result")
+        return render(
+            request,
+            "check.html",
+            status,
+            available=checker is not None,
+            keeps=settings.keep_uploads is not None,
+            max_mb=round(checker.max_upload_bytes / (1 << 20)) if checker else 0,
+            result=result,
+            faces=_data_uris(list(result.faces)) if result is not None else [],
+            message=context.get("message"),
+        )
+
     @app.get("/check", response_class=HTMLResponse)
     def check_page(request: Request):
-        return _check_render(request, render, settings.checker)
+        return check_render(request)
 
     @app.post("/check", response_class=HTMLResponse)
     async def check_upload(request: Request):
@@ -457,20 +475,27 @@ def create_app(engine: Engine, settings: ServeSettings) -> FastAPI:
                 raise Refusal(403, "Form refused", "the form's security token is missing or wrong")
             upload = form.get("video")
             if upload is None or isinstance(upload, str):
-                return _check_render(request, render, checker, 400, message="choose a video file")
+                return check_render(request, 400, message="choose a video file")
             name = Path(upload.filename or "upload").name
             with upload_dir() as tmp:
                 try:
                     path = await checker.receive(_chunks(upload), Path(name).suffix, Path(tmp))
                 except TooLarge as err:
-                    return _check_render(request, render, checker, 413, message=str(err))
+                    return check_render(request, 413, message=str(err))
                 except ValueError as err:
-                    return _check_render(request, render, checker, 400, message=str(err))
+                    return check_render(request, 400, message=str(err))
                 result = await run_in_threadpool(checker.check, path, name, pictures)
+                if form.get("keep") == "yes" and result.status == "scored":
+                    if settings.keep_uploads is None:
+                        raise Refusal(400, "Not kept", "this app keeps no uploads")
+                    result = await run_in_threadpool(
+                        keep, engine, result, path, settings.keep_uploads
+                    )
+                    _LOG.info("%s kept %s as %s", request.state.reviewer, name, result.kept_as)
         finally:
             await form.close()
         status = 200 if result.status == "scored" else 422
-        return _check_render(request, render, checker, status, result=result)
+        return check_render(request, status, result=result)
 
     return app
 
@@ -478,21 +503,6 @@ def create_app(engine: Engine, settings: ServeSettings) -> FastAPI:
 async def _chunks(upload, size: int = 1 << 20):
     while chunk := await upload.read(size):
         yield chunk
-
-
-def _check_render(request, render, checker, status: int = 200, **context: Any) -> HTMLResponse:
-    result = context.pop("result", None)
-    faces = _data_uris(list(result.faces)) if result is not None else []
-    return render(
-        request,
-        "check.html",
-        status,
-        available=checker is not None,
-        max_mb=round(checker.max_upload_bytes / (1 << 20)) if checker else 0,
-        result=result,
-        faces=faces,
-        message=context.get("message"),
-    )
 
 
 def _data_uris(faces: list[tuple[float, bytes]]) -> list[tuple[float, str]]:

@@ -3,25 +3,37 @@
 The upload is written to a temporary file as it arrives and refused once it passes
 ``max_upload_bytes``. It is then decoded and scored exactly as the scan would do it
 (``pipelines.scan.one_video``): the scan's size limit, its decoder in an isolated child process
-under its decode time limit, and its verdict. Nothing is stored: the file is deleted when the
-verdict and its face crops are made, and no table is written.
+under its decode time limit, and its verdict. Nothing is stored unless the moderator asks: the
+file is deleted when the verdict and its face crops are made, and no table is written. Where the
+app keeps uploads (``--keep-uploads DIR``) a moderator may ask to keep a scored video: it is
+copied to ``DIR/<sha256><suffix>`` and its row written as a scan of its own writes one (a
+``scan_runs`` row with runner ``deeptrust serve /check``), so a flagged one joins the queue.
 
 The detector loads on the first check and stays loaded; checks run one at a time.
 """
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 import threading
+import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import Engine
+
 from model.errors import VideoError
+from model.hashing import sha256_file
 from pipelines.moderation.frames import Pictures
 from pipelines.moderation.report import most_suspicious
 from pipelines.scan.limits import DecodeLimits
+from pipelines.scan.writing import scored_row
+from pipelines.store import database, runs
+
+KEEPER = "deeptrust serve /check"
 
 # Uploads keep a suffix decoders go by, when it is one of these; others become ``.bin``.
 VIDEO_SUFFIXES = (".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v")
@@ -43,6 +55,7 @@ class CheckResult:
     error_detail: str | None = None
     faces: tuple[tuple[float, bytes], ...] = ()
     faces_problem: str | None = None
+    kept_as: str | None = None  # the kept video's URI, when the moderator asked to keep it
 
     def as_json(self) -> dict[str, Any]:
         found = {k: v for k, v in vars(self).items() if k not in ("faces",)}
@@ -126,3 +139,26 @@ class Checker:
 def upload_dir() -> tempfile.TemporaryDirectory:
     """A private temporary folder for one upload, removed with everything in it."""
     return tempfile.TemporaryDirectory(prefix="deeptrust-check-")
+
+
+def keep(engine: Engine, result: CheckResult, path: Path, folder: Path) -> CheckResult:
+    """Copy a scored upload into ``folder`` and write its row as a scan of its own; returns the
+    result with ``kept_as``. A video already kept (the same bytes) is kept once."""
+    if result.status != "scored" or result.verdict is None:
+        raise ValueError("only a scored video is kept")
+    digest = sha256_file(path)
+    kept = folder / f"{digest}{path.suffix}"
+    if not kept.exists():
+        folder.mkdir(parents=True, exist_ok=True)
+        partial = kept.with_name(f".{kept.name}.{uuid.uuid4().hex}")
+        shutil.copyfile(path, partial)
+        partial.replace(kept)  # whole or not at all
+    run_id = f"check-{uuid.uuid4().hex[:12]}"
+    tables = database.Tables.reflect(engine)
+    runs.start_run(engine, tables, run_id, str(kept), result.model_version, KEEPER)
+    row = scored_row(str(kept), f"sha256:{digest}", result.model_version, result.verdict)
+    with engine.begin() as conn:
+        runs.write_rows(conn, tables, [row], run_id)
+        runs.record_listing(conn, tables.runs, run_id, 1, 0)
+    runs.finish_run(engine, tables, run_id)
+    return CheckResult(**(vars(result) | {"kept_as": str(kept)}))

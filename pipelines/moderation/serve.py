@@ -62,6 +62,12 @@ def run(db_url: str, host: str, port: int, settings: ServeSettings, upload_bytes
         if settings.identity.dev_user
         else f"{settings.identity.header} from {', '.join(map(str, settings.identity.trusted))}",
     )
+    if settings.identity.dev_user and host not in ("127.0.0.1", "::1", "localhost"):
+        _LOG.warning(
+            "--dev-user %s on %s: anyone who reaches this address decides as that moderator",
+            settings.identity.dev_user,
+            host,
+        )
     uvicorn.run(
         app, host=host, port=port, log_level="info", server_header=False, proxy_headers=False
     )

@@ -5,6 +5,13 @@ container install different builds of the same version."""
 from setuptools import find_packages, setup
 
 TF_VERSION = "2.21.0"
+SERVE_REQUIREMENTS = [
+    "fastapi==0.136.3",
+    "starlette==1.10.0",
+    "Jinja2==3.1.6",
+    "uvicorn==0.55.0",
+    "python-multipart==0.0.34",
+]
 
 setup(
     name="deeptrust",
@@ -14,7 +21,9 @@ setup(
     # The Alembic revisions travel with the code, so an installed copy (the worker image, a
     # wheel) migrates its database just as a checkout does.
     package_data={
-        "pipelines.store": ["alembic/*.py", "alembic/script.py.mako", "alembic/versions/*.py"]
+        "pipelines.store": ["alembic/*.py", "alembic/script.py.mako", "alembic/versions/*.py"],
+        # The review app's and the report's pages, and the app's one vendored script (htmx).
+        "pipelines.moderation": ["templates/*.html", "static/*"],
     },
     python_requires=">=3.11,<3.12",
     install_requires=[
@@ -35,6 +44,9 @@ setup(
     extras_require={
         "cpu": [f"tensorflow-cpu=={TF_VERSION}"],
         "gpu": [f"tensorflow[and-cuda]=={TF_VERSION}"],
+        # `deeptrust serve` and `deeptrust report`; never needed on a Beam worker. The versions
+        # are the ones Airflow's pins resolve to, so both install into one environment.
+        "serve": SERVE_REQUIREMENTS,
     },
     entry_points={"console_scripts": ["deeptrust=pipelines.cli:main"]},
 )

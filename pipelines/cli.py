@@ -306,6 +306,61 @@ def cmd_review(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+
+    from model.config import FaceCropConfig
+    from pipelines.moderation import serve
+    from pipelines.moderation.app import ServeSettings
+    from pipelines.moderation.check import Checker
+    from pipelines.moderation.identity import IdentityRules, parse_networks
+    from pipelines.scan.limits import DecodeLimits
+
+    if args.port < 0 or args.port > 65535:
+        raise ValueError(f"--port {args.port} is not a TCP port")
+    if args.claim_minutes <= 0 or args.max_upload_mb <= 0:
+        raise ValueError("--claim-minutes and --max-upload-mb must be positive")
+    identity = IdentityRules(
+        header=args.identity_header,
+        trusted=parse_networks(args.trusted_proxy),
+        dev_user=args.dev_user,
+    ).check()
+    face, checker = FaceCropConfig(), None
+    upload_bytes = int(args.max_upload_mb * (1 << 20))
+    if args.model:
+        _quiet_tensorflow()
+        from model.bundle import detector_config, read_bundle_manifest
+
+        face = detector_config(read_bundle_manifest(args.model)).face
+        limits = DecodeLimits(max_bytes=upload_bytes, timeout_s=args.decode_timeout_s)
+        checker = Checker(args.model, limits, upload_bytes)
+    settings = ServeSettings(
+        identity=identity,
+        tokens=serve.form_tokens(),
+        claim_ttl_s=args.claim_minutes * 60,
+        face=face,
+        checker=checker,
+        keep_uploads=Path(args.keep_uploads).resolve() if args.keep_uploads else None,
+    )
+    if args.keep_uploads and checker is None:
+        raise ValueError("--keep-uploads keeps checked videos: give --model too")
+    try:
+        serve.run(args.db, args.host, args.port, settings, upload_bytes)
+    except SystemExit as stop:  # uvicorn's own exit when it cannot start (a taken port)
+        if stop.code in (0, None):
+            return EXIT_OK
+        progress(f"deeptrust serve: could not serve on {args.host}:{args.port} (see above)")
+        return EXIT_FAILED
+    except ArgumentError as err:
+        raise ValueError(f"--db is not a database URL: {err}") from err
+    except SQLAlchemyError as err:
+        progress(f"deeptrust serve: the database failed: {type(err).__name__}")
+        return EXIT_FAILED
+    return EXIT_OK
+
+
 def cmd_db_upgrade(args: argparse.Namespace) -> int:
     from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
@@ -579,7 +634,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=cmd_report)
 
-    p = sub.add_parser("review", help="record a moderator's decision on a flagged video")
+    p = sub.add_parser(
+        "review",
+        help="record a moderator's decision on a flagged video (refused while another moderator "
+        "has claimed it in the review app)",
+    )
     p.add_argument("video_uri", help="the video's URI, as the moderation table holds it")
     decision = p.add_mutually_exclusive_group(required=True)
     decision.add_argument(
@@ -596,17 +655,97 @@ def build_parser() -> argparse.ArgumentParser:
         const="dismissed",
         help="it is not a deepfake",
     )
+    decision.add_argument(
+        "--escalate",
+        dest="decision",
+        action="store_const",
+        const="escalated",
+        help="hand it on to someone who may decide it (legal, trust and safety)",
+    )
     p.add_argument("--note", help="a note kept in the review history (at most 10,000 characters)")
     p.add_argument("--reviewer", help="who decides (default: $USER)")
     p.add_argument(
         "--expect",
-        choices=("pending", "confirmed", "dismissed"),
+        choices=("pending", "confirmed", "dismissed", "escalated"),
         help="the status the decision replaces; refused (exit 2) if the video holds another "
         "(default: the status read when the command starts, so a decision made by someone "
         "else meanwhile is never overwritten)",
     )
     add_db_option(p)
     p.set_defaults(func=cmd_review)
+
+    about = (
+        "the moderators' review app and its JSON API: the queue of flagged videos, each "
+        "video's player, window scores and face crops, claims and decisions (as `deeptrust "
+        "review` records them), and a check of one uploaded video"
+    )
+    p = sub.add_parser(
+        "serve",
+        help="the moderators' review app (a web server)",
+        description=about,
+        epilog="Exit codes: 0 stopped (Ctrl+C, SIGTERM); 1 the database failed or the port is "
+        "taken; 2 bad options, or --db holds no moderation table.",
+    )
+    add_db_option(p)
+    p.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (default: %(default)s)"
+    )
+    p.add_argument(
+        "--port", type=int, default=8080, help="port to listen on (default: %(default)s)"
+    )
+    who = p.add_argument_group(
+        "who the moderator is (one of --trusted-proxy or --dev-user is needed; a request "
+        "naming no moderator gets 401)"
+    )
+    who.add_argument(
+        "--trusted-proxy",
+        action="append",
+        default=[],
+        metavar="ADDRESS",
+        help="address or network (10.0.0.0/8) of the authenticating proxy; only requests from "
+        "there may name the moderator (repeatable)",
+    )
+    who.add_argument(
+        "--identity-header",
+        default="X-Forwarded-User",
+        help="header in which the proxy names the moderator (default: %(default)s)",
+    )
+    who.add_argument(
+        "--dev-user",
+        metavar="NAME",
+        help="for a local run: every request is this moderator, and no proxy is asked",
+    )
+    p.add_argument(
+        "--claim-minutes",
+        type=float,
+        default=30.0,
+        help="how long a claim holds a video for its moderator (default: %(default)s)",
+    )
+    check = p.add_argument_group("checking one uploaded video (/check)")
+    check.add_argument(
+        "--model",
+        help="bundle that scores uploads (without it /check is off); its face-crop settings "
+        "also make the face crops",
+    )
+    check.add_argument(
+        "--max-upload-mb",
+        type=float,
+        default=256.0,
+        help="largest upload checked, in MiB; larger ones get 413 (default: %(default)s)",
+    )
+    check.add_argument(
+        "--keep-uploads",
+        metavar="DIR",
+        help="folder where a checked video is kept when its moderator asks, with its row in the "
+        "moderation table (default: uploads are never kept)",
+    )
+    check.add_argument(
+        "--decode-timeout-s",
+        type=float,
+        default=120.0,
+        help="seconds an upload may take to decode, as in the scan (default: %(default)s)",
+    )
+    p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("db", help="operate on the moderation database's schema")
     db = p.add_subparsers(dest="db_command", required=True, metavar="DB_COMMAND")

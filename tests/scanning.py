@@ -70,3 +70,13 @@ def new_version(bundle: Path, out: Path) -> str:
     manifest["model_version"] = content_version(manifest)
     (out / MANIFEST).write_text(json.dumps(manifest))
     return manifest["model_version"]
+
+
+def flag_everything(bundle: Path, out: Path) -> Path:
+    """A copy of ``bundle`` with threshold 0, so that every scored video is flagged."""
+    shutil.copytree(bundle, out)
+    manifest = json.loads((out / MANIFEST).read_text())
+    manifest["decision"]["threshold"] = 0.0
+    manifest["model_version"] = content_version(manifest)
+    (out / MANIFEST).write_text(json.dumps(manifest))
+    return out

@@ -208,7 +208,8 @@ def is_command(module: str) -> bool:
 
 
 def may_import_command(importer: str, command: str) -> bool:
-    """Only the command line reaches the commands; commands that run a scan reach the scan."""
+    """Only the command line reaches the commands; commands that run a scan reach the scan, and
+    the measurement tools and the moderators' tools each share their own modules."""
     if importer == "pipelines.cli":
         return True
     runs_a_scan = importer in ("pipelines.demo", "pipelines.scan.__main__") or in_package(
@@ -216,7 +217,10 @@ def may_import_command(importer: str, command: str) -> bool:
     )
     if command == "pipelines.scan.run" and runs_a_scan:
         return True
-    return in_package(importer, "pipelines.bench") and in_package(command, "pipelines.bench")
+    return any(
+        in_package(importer, package) and in_package(command, package)
+        for package in ("pipelines.bench", "pipelines.moderation")
+    )
 
 
 def test_only_the_command_line_imports_the_commands():

@@ -30,7 +30,14 @@ from pipelines.store.migrations import (
 # The SQL files of the hand-written migrator, as earlier releases shipped them.
 LEGACY_SQL = Path(__file__).resolve().parent / "legacy_migrations"
 HEAD = revisions()[-1]
-SCHEMA_TABLES = {"moderation_results", "scan_runs", "reviews", "video_claims", "run_results"}
+SCHEMA_TABLES = {
+    "moderation_results",
+    "scan_runs",
+    "reviews",
+    "video_claims",
+    "run_results",
+    "review_claims",
+}
 KEY = {"video_uri": "s3://b/a.mp4", "content_version": "etag:1", "model_version": "m1"}
 WHEN = datetime(2026, 11, 30, 12, 0, 0)
 
@@ -137,7 +144,7 @@ def schema(engine: Engine) -> dict[str, dict]:
 
 
 def test_a_fresh_database_reaches_the_newest_revision_once(engine):
-    assert revisions() == [*LEGACY_REVISIONS.values(), "0004_run_lifecycle"]
+    assert revisions() == [*LEGACY_REVISIONS.values(), "0004_run_lifecycle", "0005_review_claims"]
     assert migrate(engine) == Upgrade(before=None, after=HEAD)
     assert migrate(engine) == Upgrade(before=HEAD, after=HEAD)
     tables = set(inspect(engine).get_table_names())
@@ -265,6 +272,9 @@ def test_an_installed_copy_finds_its_revisions(tmp_path):
         timeout=120,
     ).stdout.splitlines()
     assert Path(scripts).is_relative_to(site)
+    pages = site / "pipelines" / "moderation"
+    assert (pages / "templates" / "queue.html").is_file(), "the review app's pages are installed"
+    assert (pages / "static" / "htmx.min.js").is_file()
     assert Path(scripts) != SCRIPTS
     assert found.split() == revisions()
     assert after == HEAD

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import html
 import json
 import shutil
 import subprocess
@@ -12,13 +11,13 @@ import boto3
 import cv2
 import numpy as np
 import pytest
+from markupsafe import escape
 
-from model.bundle import MANIFEST, content_version
 from pipelines import cli
 from pipelines.moderation.report import window_frames
 from pipelines.scan import writing
 from tests.rows import finished_run, verdict
-from tests.scanning import scan, table
+from tests.scanning import flag_everything, scan, table
 
 CHROMIUM_FLAGS = [
     "--headless",
@@ -76,7 +75,7 @@ def test_the_page_lists_flagged_videos_escaped_with_plots_or_placeholders(
     assert (result["flagged"], result["frames_unavailable"]) == (3, 1)
     page = (out / "index.html").read_text()
     assert TRICKY_NAME not in page and "<b " not in page
-    names = [html.escape(n) for n in ("remote.mp4", TRICKY_NAME, "gone.mp4")]
+    names = [escape(n) for n in ("remote.mp4", TRICKY_NAME, "gone.mp4")]  # as the templates escape
     positions = [page.index(f'<span class="name">{name}</span>') for name in names]
     assert positions == sorted(positions), "highest score first"
     assert "fine.mp4" not in page
@@ -120,16 +119,6 @@ def test_the_run_is_the_latest_unless_named(tmp_path, capsys):
     assert (code, result["run_id"], result["flagged"]) == (cli.EXIT_OK, "run-1", 1)
     code, _, err = report(db_url, tmp_path / "r3", "--run", "run-9", capsys=capsys)
     assert code == cli.EXIT_USAGE and "no scan run run-9" in err
-
-
-def flag_everything(bundle: Path, out: Path) -> Path:
-    """A copy of ``bundle`` with threshold 0, so that every scored video is flagged."""
-    shutil.copytree(bundle, out)
-    manifest = json.loads((out / MANIFEST).read_text())
-    manifest["decision"]["threshold"] = 0.0
-    manifest["model_version"] = content_version(manifest)
-    (out / MANIFEST).write_text(json.dumps(manifest))
-    return out
 
 
 def chromium(*args: str, user_data: Path) -> subprocess.CompletedProcess:

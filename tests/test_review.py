@@ -222,3 +222,50 @@ def test_a_note_over_the_cap_is_refused_before_anything_is_written(db_url, capsy
     )
     assert code == cli.EXIT_OK
     assert [len(h["note"]) for h in history(db_url)] == [MAX_NOTE_CHARS] * 2
+
+
+def test_escalate_is_a_decision_kept_in_the_history(db_url, capsys):
+    a = "s3://uploads/a.mp4"
+    code, result, _ = review(
+        db_url, a, "--escalate", "--note", "legal", "--reviewer", "carol", capsys=capsys
+    )
+    assert (code, result["decision"]) == (cli.EXIT_OK, "escalated")
+    assert statuses(db_url)[(a, "c2", "m1")] == "escalated"
+    assert [h["decision"] for h in history(db_url)] == ["escalated", "escalated"]
+
+
+def test_a_claim_holds_a_video_for_its_moderator_until_they_decide(db_url, capsys):
+    from pipelines.moderation.review import claim_video, current_claim
+
+    a = "s3://uploads/a.mp4"
+    engine = open_database(db_url)
+    try:
+        with pytest.raises(ReviewConflict, match="not claimed by bob"):
+            record_review(engine, Review(a, "dismissed", "bob", None), require_claim=True)
+        claim = claim_video(engine, a, "alice", ttl_s=600)
+        assert (claim.reviewer, current_claim(engine, a)) == ("alice", claim)
+        with pytest.raises(ReviewConflict, match="claimed by alice"):
+            claim_video(engine, a, "bob", ttl_s=600)
+        code, _, err = review(db_url, a, "--confirm", "--reviewer", "bob", capsys=capsys)
+        assert code == cli.EXIT_USAGE and "claimed by alice" in err
+        assert history(db_url) == []
+        record_review(engine, Review(a, "confirmed", "alice", "seen"), require_claim=True)
+        assert current_claim(engine, a) is None  # the decision ended the claim
+        assert {h["reviewer"] for h in history(db_url)} == {"alice"}
+    finally:
+        engine.dispose()
+
+
+def test_an_expired_claim_no_longer_holds_the_video(db_url):
+    from pipelines.moderation.review import claim_video, current_claim
+
+    a = "s3://uploads/a.mp4"
+    engine = open_database(db_url)
+    try:
+        claim_video(engine, a, "alice", ttl_s=600)
+        with engine.begin() as conn:  # the claim's time runs out
+            conn.exec_driver_sql("UPDATE review_claims SET expires_at = claimed_at")
+        assert current_claim(engine, a) is None
+        assert claim_video(engine, a, "bob", ttl_s=600).reviewer == "bob"
+    finally:
+        engine.dispose()

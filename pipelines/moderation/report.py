@@ -4,20 +4,19 @@
 scores over time (from the row's ``segments``) and a strip of face crops from its most
 suspicious window, decoded again from the video itself (a local path or ``s3://``). The crops use
 the face settings of the bundle given with ``--model``, else the defaults. A video that cannot be
-read gets a placeholder that says why; the report itself does not fail. Everything that comes
-from the database is HTML-escaped, and file names never derive from it.
+read gets a placeholder that says why; the report itself does not fail. The page comes from the
+templates the review app shares (``pages``), which escape everything that comes from the
+database; file names never derive from it.
 """
 
 from __future__ import annotations
 
-import html
 import json
 import logging
 import math
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +31,7 @@ from model.faces import FaceDetector
 from model.frames import center_box, crop, enlarge_box
 from model.storage import fetch, is_s3
 from model.video import probe
+from pipelines.moderation import pages
 from pipelines.store import database, runs
 
 STRIP_FRAMES = 6
@@ -244,53 +244,6 @@ img { max-width: 100%; }
 """
 
 
-def _e(value: Any) -> str:
-    return html.escape("" if value is None else str(value), quote=True)
-
-
-def _when(at: datetime | None) -> str:
-    return f"{at:%Y-%m-%d %H:%M:%S}" if at else "-"
-
-
-def _row_table(css: str, pairs: list[tuple[str, Any]]) -> str:
-    cells = "".join(f"<tr><th>{_e(k)}</th><td>{_e(v)}</td></tr>" for k, v in pairs)
-    return f'<table class="{css}">{cells}</table>'
-
-
-def render_video(index: int, video: FlaggedVideo) -> str:
-    row, top = video.row, video.top
-    window = f"{top['start_s']:.1f}-{top['end_s']:.1f} s (score {top['score']:.3f})" if top else "-"
-    facts = _row_table(
-        "facts",
-        [
-            ("threshold", f"{row['threshold']:.3f}"),
-            ("most suspicious window", window),
-            ("review", row["review_status"]),
-            ("duration", f"{row['duration_s']:.1f} s"),
-            ("size", f"{row['width']}x{row['height']} at {row['fps']:.1f} fps"),
-            ("frames analysed", row["frames_analyzed"]),
-            ("content version", row["content_version"]),
-            ("model version", row["model_version"]),
-        ],
-    )
-    plot = (
-        f'<img class="scores" src="{video.score_plot}" alt="window scores over time">'
-        if video.score_plot
-        else ""
-    )
-    faces = (
-        f'<img class="faces" src="{video.strip}" alt="face crops of the most suspicious window">'
-        if video.strip
-        else f'<div class="placeholder">Frames unavailable: {_e(video.strip_problem)}</div>'
-    )
-    return (
-        f'<section class="video" id="video-{index}">'
-        f'<h2>{index}. <span class="name">{_e(video.name)}</span> '
-        f'<span class="score">{row["score"]:.3f}</span></h2>'
-        f'<div class="uri">{_e(row["video_uri"])}</div>{facts}{plot}{faces}</section>'
-    )
-
-
 def _video_counts(run: dict[str, Any]) -> str:
     written = f"{run['scored']} scored, {run['flagged']} flagged, {run['errors']} errors"
     if run["status"] in UNFINISHED:
@@ -299,26 +252,15 @@ def _video_counts(run: dict[str, Any]) -> str:
 
 
 def render_page(run: dict[str, Any], videos: list[FlaggedVideo]) -> str:
-    overview = _row_table(
-        "run",
-        [
-            ("run", run["run_id"]),
-            ("status", run["status"]),
-            ("input", run["input_uri"]),
-            ("model version", run["model_version"]),
-            ("started (UTC)", _when(run["started_at"])),
-            ("finished (UTC)", _when(run["finished_at"])),
-            ("videos", _video_counts(run)),
-        ],
-    )
-    body = "".join(render_video(i, v) for i, v in enumerate(videos, start=1))
-    if not videos:
-        body = '<p class="empty">This scan flagged no video.</p>'
-    return (
-        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
-        f"<title>DeepTrust: flagged videos of scan {_e(run['run_id'])}</title>"
-        f"<style>{_STYLE}</style></head><body>"
-        f"<h1>Flagged videos</h1><p>{len(videos)} videos for review, highest score first. "
-        "Scores are the detector's probability that a video is fake; a moderator decides.</p>"
-        f"{overview}{body}</body></html>\n"
-    )
+    """The report's page, from the template the review app shares (``pages``)."""
+    overview = [
+        ("run", run["run_id"]),
+        ("status", run["status"]),
+        ("input", run["input_uri"]),
+        ("model version", run["model_version"]),
+        ("started (UTC)", pages.when(run["started_at"])),
+        ("finished (UTC)", pages.when(run["finished_at"])),
+        ("videos", _video_counts(run)),
+    ]
+    template = pages.environment().get_template("report.html")
+    return template.render(run=run, videos=videos, overview=overview, style=_STYLE) + "\n"

@@ -10,12 +10,18 @@ A decision checks what it replaces: it names the statuses its decider read (``Re
 the rows are updated only where they still hold them, in the same transaction as the history, so
 of two moderators deciding the same video at once one succeeds and the other is refused
 (``ReviewConflict``). Notes are capped at ``MAX_NOTE_CHARS``, checked before anything is written.
+
+A moderator may **claim** a video first (``claim_video``), as the review app makes them do: a
+claim lasts until it expires or its holder decides, and meanwhile nobody else may claim or decide
+the video, through the app or ``deeptrust review`` alike (``ReviewConflict``).
 """
 
 from __future__ import annotations
 
 import uuid
+import weakref
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Connection, Engine, MetaData, Table, func, inspect, select
@@ -23,7 +29,7 @@ from sqlalchemy import Connection, Engine, MetaData, Table, func, inspect, selec
 from pipelines.store import database
 from pipelines.store.migrations import migrate
 
-DECISIONS = ("confirmed", "dismissed")
+DECISIONS = ("confirmed", "dismissed", "escalated")
 # What a decider may expect a video's flagged rows to hold: undecided, or an earlier decision.
 STATUSES = ("pending", *DECISIONS)
 MAX_NOTE_CHARS = 10_000
@@ -43,6 +49,16 @@ class Review:
     decision: str
     reviewer: str
     note: str | None
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A moderator's hold on a video until ``expires_at`` (UTC)."""
+
+    video_uri: str
+    reviewer: str
+    claimed_at: datetime
+    expires_at: datetime
 
 
 @dataclass(frozen=True)
@@ -79,20 +95,39 @@ def open_database(url: str) -> Engine:
     return engine
 
 
-def _tables(engine: Engine) -> tuple[Table, Table]:
-    metadata = MetaData()
-    metadata.reflect(engine, only=["moderation_results", "reviews"])
-    return metadata.tables["moderation_results"], metadata.tables["reviews"]
+_REFLECTED: weakref.WeakKeyDictionary[Engine, tuple[Table, Table, Table]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def tables(engine: Engine) -> tuple[Table, Table, Table]:
+    """``moderation_results``, ``reviews`` and ``review_claims``, reflected once per engine."""
+    if engine not in _REFLECTED:
+        metadata = MetaData()
+        metadata.reflect(engine, only=["moderation_results", "reviews", "review_claims"])
+        tables = metadata.tables
+        _REFLECTED[engine] = (
+            tables["moderation_results"],
+            tables["reviews"],
+            tables["review_claims"],
+        )
+    return _REFLECTED[engine]
+
+
+def latest_flagged(conn: Connection, results: Table, video_uri: str) -> str | None:
+    """The content version of the video's most recently scanned flagged row: the bytes a
+    decision is about. None when no row of the video is flagged."""
+    return conn.execute(
+        select(results.c.content_version)
+        .where(results.c.video_uri == video_uri, results.c.flagged.is_(True))
+        .order_by(results.c.scanned_at.desc())
+        .limit(1)
+    ).scalar()
 
 
 def _read_state(conn: Connection, results: Table, video_uri: str) -> ReviewState:
     flagged = (results.c.video_uri == video_uri, results.c.flagged.is_(True))
-    latest = conn.execute(
-        select(results.c.content_version)
-        .where(*flagged)
-        .order_by(results.c.scanned_at.desc())
-        .limit(1)
-    ).scalar()
+    latest = latest_flagged(conn, results, video_uri)
     if latest is None:
         rows = conn.execute(select(func.count()).where(results.c.video_uri == video_uri)).scalar()
         state = f"its {rows} rows are not flagged" if rows else "it was never scanned"
@@ -107,9 +142,85 @@ def _read_state(conn: Connection, results: Table, video_uri: str) -> ReviewState
 
 def read_state(engine: Engine, video_uri: str) -> ReviewState:
     """The video's latest flagged bytes and their rows' statuses; NotFlagged when it has none."""
-    results, _ = _tables(engine)
+    results, _, _ = tables(engine)
     with engine.connect() as conn:
         return _read_state(conn, results, video_uri)
+
+
+def _live_claim(conn: Connection, claims: Table, video_uri: str, now: datetime) -> Claim | None:
+    row = conn.execute(
+        select(claims).where(claims.c.video_uri == video_uri, claims.c.expires_at > now)
+    ).first()
+    return None if row is None else Claim(**row._mapping)
+
+
+def current_claim(engine: Engine, video_uri: str) -> Claim | None:
+    """The video's claim while it lasts, else None."""
+    _, _, claims = tables(engine)
+    with engine.connect() as conn:
+        return _live_claim(conn, claims, video_uri, database.utc_now())
+
+
+def _claimed_by_other(video_uri: str, claim: Claim) -> ReviewConflict:
+    return ReviewConflict(
+        f"{video_uri} is claimed by {claim.reviewer} until {claim.expires_at:%Y-%m-%d %H:%M:%S} "
+        "UTC; nothing was recorded. Wait until they decide or their claim expires"
+    )
+
+
+def _decided_since(conn: Connection, reviews: Table, seen: ReviewState, now: str) -> ReviewConflict:
+    return ReviewConflict(
+        f"{seen.video_uri} was decided by someone else since it was read: it is "
+        f"{now} now, not {seen.status}{_last_review(conn, reviews, seen.video_uri)}; "
+        f"nothing was recorded. Read it again before deciding (deeptrust review: --expect {now} "
+        "replaces that decision)"
+    )
+
+
+def claim_video(
+    engine: Engine, video_uri: str, reviewer: str, ttl_s: float, seen: ReviewState | None = None
+) -> Claim:
+    """Hold the video for ``reviewer`` for ``ttl_s`` seconds (a claim of theirs is renewed).
+
+    Refused with ReviewConflict while someone else holds a live claim, or when ``seen`` (what the
+    claimer read) no longer matches the video's rows; NotFlagged when it has no flagged row.
+    """
+    if ttl_s <= 0:
+        raise ValueError(f"a claim must last some time, not {ttl_s} s")
+    results, reviews, claims = tables(engine)
+    now = database.utc_now()
+    with engine.begin() as conn:
+        state = _read_state(conn, results, video_uri)
+        if seen is not None and state != seen:
+            raise _decided_since(conn, reviews, seen, state.status)
+        conn.execute(
+            claims.delete().where(claims.c.video_uri == video_uri, claims.c.expires_at <= now)
+        )
+        insert = database.insert_for(conn)(claims)
+        held = {"claimed_at": now, "expires_at": now + timedelta(seconds=ttl_s)}
+        conn.execute(
+            insert.values(video_uri=video_uri, reviewer=reviewer, **held).on_conflict_do_update(
+                index_elements=["video_uri"], set_=held, where=claims.c.reviewer == reviewer
+            )
+        )
+        claim = _live_claim(conn, claims, video_uri, now)
+        if claim is None or claim.reviewer != reviewer:
+            raise (
+                _claimed_by_other(video_uri, claim)
+                if claim
+                else ReviewConflict(f"{video_uri} could not be claimed; try again")
+            )
+        return claim
+
+
+def release_claim(engine: Engine, video_uri: str, reviewer: str) -> bool:
+    """Give up ``reviewer``'s claim on the video; whether they held one."""
+    _, _, claims = tables(engine)
+    with engine.begin() as conn:
+        done = conn.execute(
+            claims.delete().where(claims.c.video_uri == video_uri, claims.c.reviewer == reviewer)
+        )
+    return done.rowcount > 0
 
 
 def _last_review(conn: Connection, reviews: Table, video_uri: str) -> str:
@@ -124,20 +235,34 @@ def _last_review(conn: Connection, reviews: Table, video_uri: str) -> str:
 
 
 def record_review(
-    engine: Engine, review: Review, seen: ReviewState | None = None
+    engine: Engine,
+    review: Review,
+    seen: ReviewState | None = None,
+    *,
+    require_claim: bool = False,
 ) -> list[dict[str, Any]]:
     """Set ``review_status`` on the video's flagged rows and append them to ``reviews``.
 
     ``seen`` is what the decider read (default: read here, in the same transaction). Rows are
     updated only where they still hold the status read, in one transaction with the history:
-    should any have changed, nothing is written and ReviewConflict is raised. Returns the keys
-    of the rows decided. Raises NotFlagged when the video has no flagged row.
+    should any have changed, nothing is written and ReviewConflict is raised. A live claim of
+    someone else's refuses the decision too, and with ``require_claim`` so does the lack of the
+    decider's own claim; the decider's claim ends with the decision. Returns the keys of the
+    rows decided. Raises NotFlagged when the video has no flagged row.
     """
     check_review(review)
-    results, reviews = _tables(engine)
+    results, reviews, claims = tables(engine)
     with engine.begin() as conn:
         if seen is None:
             seen = _read_state(conn, results, review.video_uri)
+        claim = _live_claim(conn, claims, review.video_uri, database.utc_now())
+        if claim is not None and claim.reviewer != review.reviewer:
+            raise _claimed_by_other(review.video_uri, claim)
+        if require_claim and claim is None:
+            raise ReviewConflict(
+                f"{review.video_uri} is not claimed by {review.reviewer} (never claimed, or the "
+                "claim expired); nothing was recorded. Claim it, then decide"
+            )
         chosen = (
             results.c.video_uri == review.video_uri,
             results.c.flagged.is_(True),
@@ -159,12 +284,7 @@ def record_review(
             updated += done.rowcount
         if updated != len(seen.statuses):
             now = _read_state(conn, results, review.video_uri).status
-            raise ReviewConflict(
-                f"{review.video_uri} was decided by someone else since it was read: it is "
-                f"{now} now, not {seen.status}{_last_review(conn, reviews, review.video_uri)}; "
-                f"nothing was recorded. Read it again, and decide with --expect {now} to "
-                "replace that decision"
-            )
+            raise _decided_since(conn, reviews, seen, now)
         decided = [
             {"content_version": seen.content_version, "model_version": version}
             for version in sorted(seen.statuses)
@@ -184,6 +304,11 @@ def record_review(
                 }
                 for row in decided
             ],
+        )
+        conn.execute(
+            claims.delete().where(
+                claims.c.video_uri == review.video_uri, claims.c.reviewer == review.reviewer
+            )
         )
     return decided
 

@@ -37,7 +37,7 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, SQLAlch
 
 RESULT_KEY = ("video_uri", "content_version", "model_version")
 # A moderator's decision survives a re-scan of the same video by the same model.
-DECIDED = ("confirmed", "dismissed")
+DECIDED = ("confirmed", "dismissed", "escalated")
 _INSERTS = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}
 _LOG = logging.getLogger(__name__)
 T = TypeVar("T")

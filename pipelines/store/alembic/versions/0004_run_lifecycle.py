@@ -8,10 +8,7 @@
 - ``moderation_results.review_status`` gains ``superseded``: a newer content version of the same
   URI replaced the bytes a pending review was about.
 
-Changing a CHECK constraint: PostgreSQL drops and adds it by name. SQLite cannot alter one, so
-the table is copied (Alembic's batch mode). Databases from the hand-written migrator hold unnamed
-checks there, which a copy drops; named ones are copied. So every named check of the table is
-dropped and the table's whole set is declared again, named, and both kinds of database end alike.
+Changing a CHECK constraint: see ``pipelines.store.check_constraints``.
 
 Revision ID: 0004_run_lifecycle
 Revises: 0003_reviews
@@ -19,10 +16,11 @@ Revises: 0003_reviews
 
 from __future__ import annotations
 
-import warnings
-
 import sqlalchemy as sa
 from alembic import op
+
+from pipelines.store.check_constraints import replace_checks as _replace_checks
+from pipelines.store.check_constraints import values_in as _in
 
 revision = "0004_run_lifecycle"
 down_revision = "0003_reviews"
@@ -32,10 +30,6 @@ depends_on = None
 KEY = ("video_uri", "content_version", "model_version")
 RUN_STATUSES = ("running", "succeeded", "incomplete", "failed", "abandoned")
 REVIEW_STATUSES = ("pending", "confirmed", "dismissed", "superseded")
-
-
-def _in(column: str, values: tuple[str, ...]) -> str:
-    return f"{column} IN ({', '.join(repr(v) for v in values)})"
 
 
 def _checks(run_statuses: tuple[str, ...], review_statuses: tuple[str, ...]) -> dict:
@@ -62,29 +56,6 @@ def _checks(run_statuses: tuple[str, ...], review_statuses: tuple[str, ...]) -> 
             ),
         },
     }
-
-
-def _replace_checks(table: str, checks: dict, changed: str) -> None:
-    """Make ``checks`` the table's CHECK constraints, of which the one on column ``changed`` is
-    new. On SQLite each is declared on its column, as the earlier revisions declared them, so a
-    later downgrade can still drop a column with its check."""
-    name, condition, _ = checks[changed]
-    if op.get_bind().dialect.name == "postgresql":
-        op.drop_constraint(name, table, type_="check")
-        op.create_check_constraint(name, table, condition)
-        return
-    existing = [c["name"] for c in sa.inspect(op.get_bind()).get_check_constraints(table)]
-    columns = [
-        sa.Column(column, sa.TEXT, sa.CheckConstraint(text, name=check), nullable=nullable)
-        for column, (check, text, nullable) in checks.items()
-    ]
-    with warnings.catch_warnings():
-        # Alembic warns that it leaves out the legacy unnamed checks: that is the point here.
-        warnings.filterwarnings("ignore", message="Unnamed CHECK constraint")
-        with op.batch_alter_table(table, recreate="always", reflect_args=columns) as batch:
-            for check in existing:
-                if check:
-                    batch.drop_constraint(check, type_="check")
 
 
 def upgrade() -> None:

@@ -278,6 +278,7 @@ def cmd_review(args: argparse.Namespace) -> int:
 
     from pipelines.moderation.review import (
         Review,
+        banked_frames,
         check_review,
         expect_status,
         open_database,
@@ -297,12 +298,52 @@ def cmd_review(args: argparse.Namespace) -> int:
             if args.expect:
                 expect_status(seen, args.expect)
             rows = record_review(engine, review, seen)
+            banked = banked_frames(engine, review.video_uri, seen.content_version)
         finally:
             engine.dispose()
     except SQLAlchemyError as err:
         progress(f"deeptrust review: the database failed: {type(err).__name__}: {err}")
         return EXIT_FAILED
-    emit({**vars(review), "rows": rows})
+    if review.decision == "confirmed" and not banked:
+        progress(
+            f"deeptrust review: {review.video_uri} is confirmed but not banked: its rows keep no "
+            "perceptual hashes (scanned before the bank existed); scan it again with --rescan "
+            "and confirm it then, so copies of it are matched"
+        )
+    emit({**vars(review), "rows": rows, "banked_frames": banked})
+    return EXIT_OK
+
+
+def cmd_bank(args: argparse.Namespace) -> int:
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from pipelines.moderation.review import open_database
+    from pipelines.store import bank
+
+    rows = None
+    if args.bank_command == "import":
+        with open(args.file, newline="", encoding="utf-8") as handle:
+            rows = bank.read_csv(handle, args.file)  # every line checked before any is written
+    try:
+        engine = open_database(args.db)
+        try:
+            if rows is not None:
+                added = bank.import_rows(engine, rows)
+                result = {"file": args.file, "rows": len(rows), "added": added}
+            elif args.out == "-":
+                written = bank.export_csv(engine, sys.stdout)
+                sys.stdout.flush()
+                progress(f"deeptrust bank export: {written} rows")
+                return EXIT_OK
+            else:
+                with open(args.out, "w", newline="", encoding="utf-8") as out:
+                    result = {"file": args.out, "rows": bank.export_csv(engine, out)}
+        finally:
+            engine.dispose()
+    except SQLAlchemyError as err:
+        progress(f"deeptrust bank: the database failed: {type(err).__name__}: {err}")
+        return EXIT_FAILED
+    emit(result)
     return EXIT_OK
 
 
@@ -607,6 +648,23 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_db_option(p)
     p.set_defaults(func=cmd_review)
+
+    p = sub.add_parser("bank", help="the bank of known fakes: move it between platforms as CSV")
+    bank_sub = p.add_subparsers(dest="bank_command", required=True, metavar="ACTION")
+    p = bank_sub.add_parser(
+        "export",
+        help="write the bank as CSV (video_uri, content_version, time_s, quality, mirrored, pdq)",
+    )
+    p.add_argument("--out", default="-", help="CSV file to write (default: stdout)")
+    add_db_option(p)
+    p.set_defaults(func=cmd_bank)
+    p = bank_sub.add_parser(
+        "import",
+        help="add a bank CSV's entries (every line is checked first; all or nothing)",
+    )
+    p.add_argument("file", help="a CSV written by `deeptrust bank export`")
+    add_db_option(p)
+    p.set_defaults(func=cmd_bank)
 
     p = sub.add_parser("db", help="operate on the moderation database's schema")
     db = p.add_subparsers(dest="db_command", required=True, metavar="DB_COMMAND")

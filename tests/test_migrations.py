@@ -30,7 +30,14 @@ from pipelines.store.migrations import (
 # The SQL files of the hand-written migrator, as earlier releases shipped them.
 LEGACY_SQL = Path(__file__).resolve().parent / "legacy_migrations"
 HEAD = revisions()[-1]
-SCHEMA_TABLES = {"moderation_results", "scan_runs", "reviews", "video_claims", "run_results"}
+SCHEMA_TABLES = {
+    "moderation_results",
+    "scan_runs",
+    "reviews",
+    "video_claims",
+    "run_results",
+    "known_fakes",
+}
 KEY = {"video_uri": "s3://b/a.mp4", "content_version": "etag:1", "model_version": "m1"}
 WHEN = datetime(2026, 11, 30, 12, 0, 0)
 
@@ -137,7 +144,7 @@ def schema(engine: Engine) -> dict[str, dict]:
 
 
 def test_a_fresh_database_reaches_the_newest_revision_once(engine):
-    assert revisions() == [*LEGACY_REVISIONS.values(), "0004_run_lifecycle"]
+    assert revisions() == [*LEGACY_REVISIONS.values(), "0004_run_lifecycle", "0006_known_fakes"]
     assert migrate(engine) == Upgrade(before=None, after=HEAD)
     assert migrate(engine) == Upgrade(before=HEAD, after=HEAD)
     tables = set(inspect(engine).get_table_names())

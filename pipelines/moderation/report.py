@@ -177,6 +177,8 @@ def describe_video(
 ) -> FlaggedVideo:
     """Plots for one flagged row; a video that cannot be read gets a reason instead of a strip."""
     segments = json.loads(row["segments"] or "[]")
+    if row["status"] == "matched":
+        return FlaggedVideo(row, [], None, None, "a known fake, matched without a model call")
     if not segments:
         return FlaggedVideo(row, [], None, None, "the row records no windows")
     scores = f"{PLOTS}/video-{index:03d}-scores.png"
@@ -205,7 +207,7 @@ def write_report(
     if run["status"] in UNFINISHED:
         with engine.connect() as conn:
             counted = runs.counts(conn, database.Tables.reflect(engine).ledger, run["run_id"])
-        run = run | dict(zip(("scored", "flagged", "errors"), counted, strict=True))
+        run = run | dict(zip(("scored", "matched", "flagged", "errors"), counted, strict=True))
     rows = database.flagged_results(engine, run["run_id"])
     root = Path(out)
     (root / PLOTS).mkdir(parents=True, exist_ok=True)
@@ -257,14 +259,26 @@ def _row_table(css: str, pairs: list[tuple[str, Any]]) -> str:
     return f'<table class="{css}">{cells}</table>'
 
 
-def render_video(index: int, video: FlaggedVideo) -> str:
-    row, top = video.row, video.top
+def _verdict_facts(row: dict[str, Any], top: dict[str, float] | None) -> list[tuple[str, Any]]:
+    """What the flag rests on: the known fake a video matched, or the detector's windows."""
+    if row["status"] == "matched":
+        return [
+            ("matches known fake", row["match_video_uri"]),
+            (
+                "frames matched",
+                f"{row['match_share']:.0%} (mean distance {row['match_distance']:.1f})",
+            ),
+        ]
     window = f"{top['start_s']:.1f}-{top['end_s']:.1f} s (score {top['score']:.3f})" if top else "-"
+    return [("threshold", f"{row['threshold']:.3f}"), ("most suspicious window", window)]
+
+
+def render_video(index: int, video: FlaggedVideo) -> str:
+    row = video.row
     facts = _row_table(
         "facts",
         [
-            ("threshold", f"{row['threshold']:.3f}"),
-            ("most suspicious window", window),
+            *_verdict_facts(row, video.top),
             ("review", row["review_status"]),
             ("duration", f"{row['duration_s']:.1f} s"),
             ("size", f"{row['width']}x{row['height']} at {row['fps']:.1f} fps"),
@@ -286,13 +300,20 @@ def render_video(index: int, video: FlaggedVideo) -> str:
     return (
         f'<section class="video" id="video-{index}">'
         f'<h2>{index}. <span class="name">{_e(video.name)}</span> '
-        f'<span class="score">{row["score"]:.3f}</span></h2>'
+        f'<span class="score">{_headline(row)}</span></h2>'
         f'<div class="uri">{_e(row["video_uri"])}</div>{facts}{plot}{faces}</section>'
     )
 
 
+def _headline(row: dict[str, Any]) -> str:
+    return "known fake" if row["status"] == "matched" else f"{row['score']:.3f}"
+
+
 def _video_counts(run: dict[str, Any]) -> str:
-    written = f"{run['scored']} scored, {run['flagged']} flagged, {run['errors']} errors"
+    written = (
+        f"{run['scored']} scored, {run['matched']} matched known fakes, {run['flagged']} flagged, "
+        f"{run['errors']} errors"
+    )
     if run["status"] in UNFINISHED:
         return f"the run did not finish: {written} written before it stopped"
     return f"{run['videos_seen']} listed, {run['skipped']} skipped, {written}"

@@ -291,7 +291,7 @@ def start_child() -> None:
 def serve(conn: Connection) -> None:
     """The child's loop: the config first, then one path in and one reply out per video."""
     cv2.setNumThreads(1)  # OpenCV's resizes and colour conversions, likewise
-    sampler = WindowSampler(conn.recv())
+    sampler = WindowSampler(conn.recv(), fingerprint=True)
     conn.send(("ready",))
     while True:
         try:

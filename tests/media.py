@@ -84,9 +84,14 @@ COPIES: dict[str, tuple[list[str], list[str]]] = {
 
 def copy_clip(source: Path, path: Path, how: str, seconds: float) -> Path:
     """``source`` (``seconds`` long) re-made as a platform receives a copy: one of ``COPIES``,
-    or ``second_half`` (the same footage from its middle on)."""
+    or ``second_half`` (the same footage from the whole second nearest its middle on).
+
+    The cut falls on a whole second because vPDQ hashes one frame a second: a copy cut between
+    two hashed seconds of fast-moving footage hashes frames up to half a second away from any
+    banked one, which can differ by more than the match distance (docs/performance.md)."""
     if how == "second_half":
-        before, after = ["-ss", f"{seconds / 2:.3f}"], ["-c:v", "libx264", "-preset", "ultrafast"]
+        start = f"{round(seconds / 2):.3f}"
+        before, after = ["-ss", start], ["-c:v", "libx264", "-preset", "ultrafast"]
     else:
         before, after = COPIES[how]
     run_ffmpeg(*before, "-i", str(source), *after, "-pix_fmt", "yuv420p", "-an", str(path))

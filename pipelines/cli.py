@@ -209,6 +209,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     _quiet_tensorflow()
     if args.load:
         return load_check(args)
+    if args.bank:
+        return bank_bench(args)
     from pipelines.bench.throughput import BenchSettings, format_report, run_bench
 
     settings = BenchSettings(
@@ -230,6 +232,24 @@ def cmd_bench(args: argparse.Namespace) -> int:
         emit(result)
     else:
         print(format_report(result), flush=True)
+    return EXIT_OK
+
+
+def bank_bench(args: argparse.Namespace) -> int:
+    """``deeptrust bench --bank``: matching one video against a bank of known fakes."""
+    from pipelines.bench.matching import run_bank_bench
+
+    if args.compare_options:
+        raise ValueError("--bank and --options measure different things: choose one")
+    if args.bank_hashes < 1 or args.bank_queries < 1 or args.query_frames < 1:
+        raise ValueError("--bank-hashes, --bank-queries and --query-frames must be at least 1")
+    result = run_bank_bench(
+        args.bank_hashes, args.bank_queries, args.query_frames, args.seed, progress
+    )
+    if args.json:
+        emit(result)
+    else:
+        print(json.dumps(result, indent=2), flush=True)
     return EXIT_OK
 
 
@@ -608,6 +628,27 @@ def build_parser() -> argparse.ArgumentParser:
         help="objects of the baseline scan (default: %(default)s)",
     )
     load.add_argument("--work", help="folder for the inputs (default: a temporary folder)")
+    matching = p.add_argument_group("--bank: matching against the bank of known fakes")
+    matching.add_argument(
+        "--bank",
+        action="store_true",
+        help="time matching one video against a synthetic bank, instead of throughput",
+    )
+    matching.add_argument(
+        "--bank-hashes",
+        type=int,
+        default=100_000,
+        help="hashes in the bank, frames and their mirror images (default: %(default)s)",
+    )
+    matching.add_argument(
+        "--bank-queries", type=int, default=50, help="videos matched (default: %(default)s)"
+    )
+    matching.add_argument(
+        "--query-frames",
+        type=int,
+        default=60,
+        help="hashed frames per matched video, one a second (default: %(default)s)",
+    )
     p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("report", help="an HTML page of a scan's flagged videos, for moderators")

@@ -227,3 +227,13 @@ def test_a_hash_must_be_64_hex_digits(text):
 def test_hashes_read_back_as_written():
     bits = np.random.default_rng(3).integers(0, 256, 32, dtype=np.uint8)
     assert np.array_equal(from_hex(to_hex(bits)), bits)
+
+
+@pytest.mark.unit
+def test_the_bank_benchmark_times_matching_and_tells_copies_from_strangers(capsys):
+    argv = ["bench", "--bank", "--bank-hashes", "2400", "--bank-queries", "6", "--json"]
+    assert cli.main(argv) == 0
+    result = json.loads(capsys.readouterr().out.splitlines()[-1])
+    assert (result["bank_hashes"], result["bank_videos"], result["queries"]) == (2400, 20, 6)
+    assert result["correct"] == 6
+    assert 0 < result["match_ms_median"] <= result["match_ms_p95"] <= result["match_ms_max"]

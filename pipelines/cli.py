@@ -10,6 +10,7 @@ import argparse
 import json
 import os
 import sys
+import tempfile
 from collections.abc import Sequence
 
 from model.errors import BundleError
@@ -79,17 +80,20 @@ def cmd_train(args: argparse.Namespace) -> int:
         Bar("pairs: ", "self-blend pairs"),
         Bar("train: epoch ", "epochs", args.epochs),
     )
-    with progress_bars(*bars) as report:
-        manifest = train(
-            args.data,
-            args.out,
-            weights=args.backbone_weights,
-            config=detector_config_from(args),
-            options=options,
-            self_blend=self_blend,
-            cache_dir=args.cache_dir,
-            progress=report,
-        )
+    with tempfile.TemporaryDirectory(prefix="deeptrust-reviewed-") as workdir:
+        reviewed = from_reviews(args.from_reviews, workdir)
+        with progress_bars(*bars) as report:
+            manifest = train(
+                args.data,
+                args.out,
+                weights=args.backbone_weights,
+                config=detector_config_from(args),
+                options=options,
+                self_blend=self_blend,
+                cache_dir=args.cache_dir,
+                progress=report,
+                reviewed=reviewed.videos,
+            )
     emit(
         {
             "bundle": args.out,
@@ -97,9 +101,26 @@ def cmd_train(args: argparse.Namespace) -> int:
             "backbone_weights": manifest["backbone"]["weights_label"],
             "threshold": manifest["decision"]["threshold"],
             "validation": manifest["metrics"]["validation"],
+            "from_reviews": manifest["training"]["from_reviews"],
+            "reviews_left_out": len(reviewed.skipped),
         }
     )
     return EXIT_OK
+
+
+def from_reviews(db_url: str | None, workdir: str):
+    """The decided videos of the moderation database ``db_url`` (none without it)."""
+    from pipelines.moderation.reviewed import ReviewedVideos, reviewed_videos
+
+    if db_url is None:
+        return ReviewedVideos([], [])
+    from pipelines.moderation.review import open_database
+
+    engine = open_database(db_url)
+    try:
+        return reviewed_videos(engine, workdir, progress)
+    finally:
+        engine.dispose()
 
 
 def self_blend_options(args: argparse.Namespace):
@@ -128,15 +149,23 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         result = evaluate(
             args.data, args.model, report_dir=args.report, cache_dir=args.cache_dir, progress=report
         )
+        baseline = None
+        if args.baseline:
+            baseline = evaluate(args.data, args.baseline, cache_dir=args.cache_dir, progress=report)
     if args.json:
-        emit(result)
-    else:
-        print(f"model {result['model_version']} ({result['backbone_weights']})")
-        keys = ("n", "auc", "window_auc", "frame_auc", "accuracy", "eer", "log_loss", "ap")
-        for key in (*keys, "threshold"):
-            value = result[key]
-            print(f"{key:>10}: {value:.4f}" if isinstance(value, float) else f"{key:>10}: {value}")
-        print(f"{'confusion':>10}: {result['confusion']}")
+        emit(result if baseline is None else result | {"baseline": baseline})
+        return EXIT_OK
+    shown = [result] if baseline is None else [result, baseline]
+    print(f"{'model':>10}: " + "  ".join(f"{r['model_version'][:16]:>16}" for r in shown))
+    print(f"{'weights':>10}: " + "  ".join(f"{r['backbone_weights'][:16]:>16}" for r in shown))
+    keys = ("n", "auc", "window_auc", "frame_auc", "accuracy", "eer", "log_loss", "ap")
+    for key in (*keys, "threshold"):
+        cells = [
+            f"{r[key]:>16.4f}" if isinstance(r[key], float) else f"{r[key]!s:>16}" for r in shown
+        ]
+        print(f"{key:>10}: " + "  ".join(cells))
+    for r in shown:
+        print(f"{'confusion':>10}: {r['confusion']} ({r['model_version'][:16]})")
     return EXIT_OK
 
 
@@ -492,6 +521,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--cache-dir", default=default_cache_dir(), help="feature cache (default: %(default)s)"
     )
+    p.add_argument(
+        "--from-reviews",
+        metavar="DB",
+        help="also train on the moderation database's decided videos: confirmed as fakes, "
+        "dismissed as reals, each only while its object still holds the bytes decided on",
+    )
     blend = p.add_argument_group(
         "self-blended fakes",
         "train from real videos alone: fakes are made from the real faces themselves "
@@ -536,6 +571,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print one JSON object as the last line")
     p.add_argument("--report", help="folder for roc.png and scores.png")
     p.add_argument("--cache-dir", default=default_cache_dir())
+    p.add_argument(
+        "--baseline",
+        metavar="OLD",
+        help="another bundle, evaluated on the same videos and shown beside --model "
+        "(JSON: under 'baseline')",
+    )
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("score", help="a JSON verdict for one video")

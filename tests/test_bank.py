@@ -237,3 +237,17 @@ def test_the_bank_benchmark_times_matching_and_tells_copies_from_strangers(capsy
     assert (result["bank_hashes"], result["bank_videos"], result["queries"]) == (2400, 20, 6)
     assert result["correct"] == 6
     assert 0 < result["match_ms_median"] <= result["match_ms_p95"] <= result["match_ms_max"]
+
+
+@pytest.mark.unit
+def test_matched_videos_count_apart_and_leave_the_models_flagged_ratio_alone():
+    from pipelines.scan.metrics import RunMetrics
+
+    run = RunMetrics(
+        model_version="v1",
+        duration_s=1.0,
+        videos={"listed": 10, "skipped": 0, "scored": 8, "matched": 2, "flagged": 4, "error": 0},
+        errors_by_reason={},
+        last_success=None,
+    )
+    assert run.flagged_ratio == 2 / 8

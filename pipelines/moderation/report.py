@@ -310,10 +310,8 @@ def _headline(row: dict[str, Any]) -> str:
 
 
 def _video_counts(run: dict[str, Any]) -> str:
-    written = (
-        f"{run['scored']} scored, {run['matched']} matched known fakes, {run['flagged']} flagged, "
-        f"{run['errors']} errors"
-    )
+    matched = f"{run['matched']} matched known fakes, " if run["matched"] else ""
+    written = f"{run['scored']} scored, {matched}{run['flagged']} flagged, {run['errors']} errors"
     if run["status"] in UNFINISHED:
         return f"the run did not finish: {written} written before it stopped"
     return f"{run['videos_seen']} listed, {run['skipped']} skipped, {written}"

@@ -211,9 +211,9 @@ class DecodeVideos(beam.DoFn):
         # One thread fetches and decodes the next video while this one's batch is scored.
         self._ahead = ThreadPoolExecutor(max_workers=1, thread_name_prefix="decode-ahead")
         self._bank_db = None if self._known is None else database.connect(self._known.db_url)
+        self._bank: Bank | None = None
 
     def start_bundle(self) -> None:
-        self._bank: Bank | None = None
         if self._known is not None:
             self._bank = self._known.current(self._bank_db)
 

@@ -102,9 +102,10 @@ class RunMetrics:
 
     @property
     def flagged_ratio(self) -> float | None:
-        """Flagged over scored videos; None when the run scored none."""
+        """Videos the model flagged over those it scored; None when it scored none. Matched
+        known fakes are flagged without the model, so they are left out of both."""
         scored = self.videos["scored"]
-        return self.videos["flagged"] / scored if scored else None
+        return (self.videos["flagged"] - self.videos["matched"]) / scored if scored else None
 
 
 def read_run_metrics(engine: Engine, run_id: str) -> RunMetrics:
@@ -168,7 +169,7 @@ class RunCollector:
         if run.flagged_ratio is not None:
             yield _gauge(
                 "deeptrust_scan_flagged_ratio",
-                "Flagged over scored videos in the last scan.",
+                "Videos the model flagged over those it scored in the last scan.",
                 version,
                 run.flagged_ratio,
             )

@@ -107,7 +107,11 @@ def downgrade() -> None:
     op.execute("UPDATE run_results SET status = 'error' WHERE status = 'matched'")
     _set_status_check("run_results", ("scored", "error"))
     _set_status_check("moderation_results", ("scored", "error"))
+    # Plain statements, not batch copies, as revision 4's downgrade drops its column.
     op.execute("ALTER TABLE scan_runs DROP COLUMN matched")
-    for name, _ in reversed(MATCH_COLUMNS):
-        op.execute(f"ALTER TABLE moderation_results DROP COLUMN {name}")
+    op.execute("ALTER TABLE moderation_results DROP COLUMN frame_hashes")
+    op.execute("ALTER TABLE moderation_results DROP COLUMN match_distance")
+    op.execute("ALTER TABLE moderation_results DROP COLUMN match_share")
+    op.execute("ALTER TABLE moderation_results DROP COLUMN match_content_version")
+    op.execute("ALTER TABLE moderation_results DROP COLUMN match_video_uri")
     op.drop_table("known_fakes")

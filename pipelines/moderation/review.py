@@ -198,10 +198,12 @@ def _keep_bank(
     conn: Connection, results: Table, video_uri: str, content_version: str, decision: str
 ) -> None:
     """Bank the decided bytes when confirmed, from a flagged row's hashes; unbank them when
-    dismissed. A row scanned before rows kept hashes has none: nothing is banked."""
+    dismissed; any other decision leaves the bank alone. A row scanned before rows kept hashes
+    has none: nothing is banked."""
     known = bank.bank_table(conn)
-    if decision != "confirmed":
+    if decision == "dismissed":
         bank.unbank_video(conn, known, video_uri, content_version)
+    if decision != "confirmed":
         return
     hashes = conn.execute(
         select(results.c.frame_hashes)

@@ -40,6 +40,8 @@ setup(
         "prometheus-client==0.26.0",
         "boto3==1.44.8",
         "rich==15.0.0",
+        # Builds from source (g++, Python headers): the worker image installs both.
+        "pdqhash==0.2.8",
     ],
     extras_require={
         "cpu": [f"tensorflow-cpu=={TF_VERSION}"],

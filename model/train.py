@@ -169,14 +169,16 @@ def train(
     self_blend: SelfBlendOptions | None = None,
     cache_dir: str | Path | None = None,
     progress: Callable[[str], None] = print,
+    reviewed: Sequence[LabelledVideo] = (),
 ) -> dict[str, Any]:
     """Make training windows, fit the head, pick the threshold on validation videos, write a
-    bundle. A stopped self-blend run started again with the same arguments resumes from
-    ``out/.checkpoint``."""
+    bundle. ``reviewed`` videos (moderators' decisions) join ``data``'s, and the bundle's
+    training summary counts them. A stopped self-blend run started again with the same
+    arguments resumes from ``out/.checkpoint``."""
     config = config or DetectorConfig()
     options = options or TrainOptions()
-    videos = load_dataset(data)
-    progress(f"train: {len(videos)} videos from {data}")
+    videos = load_dataset(data) + list(reviewed)
+    progress(f"train: {len(videos)} videos from {data} ({len(reviewed)} from reviews)")
     detector = build_detector(config, weights, options.seed)
     progress(f"train: backbone in {detector.runtime.precision}")
     if self_blend is None:
@@ -216,6 +218,9 @@ def train(
         progress(f"train: warning: {warning}")
     training = {
         "data": str(data),
+        "from_reviews": {
+            label: sum(v.label == label for v in reviewed) for label in ("fake", "real")
+        },
         **recipe,
         "train_windows": len(y),
         "epochs_run": epochs_run,

@@ -27,6 +27,7 @@ from model.config import DetectorConfig
 from model.container import HEAD_BYTES, image_format, mp4_problem
 from model.errors import VideoError
 from model.faces import FaceDetector
+from model.fingerprint import Fingerprint, hash_frame, hash_indices
 from model.frames import (
     Box,
     WindowPlan,
@@ -78,6 +79,7 @@ class SampledVideo:
     mask: np.ndarray
     starts: np.ndarray
     ends: np.ndarray
+    fingerprint: Fingerprint | None = None  # when the sampler hashes frames
 
 
 @dataclass
@@ -164,9 +166,10 @@ class SeekBudget:
 
 
 def _iter_frames(
-    capture: cv2.VideoCapture, plans: list[WindowPlan], first: np.ndarray
+    capture: cv2.VideoCapture, plans: list[WindowPlan], first: np.ndarray, hashed: np.ndarray
 ) -> Iterator[tuple[int, np.ndarray, float]]:
-    """Yield (index, BGR frame, seconds) for every sampled index, in order, seeking over gaps.
+    """Yield (index, BGR frame, seconds) for every sampled or ``hashed`` index, in order,
+    seeking over gaps.
 
     ``first`` is frame 0, just read: every plan starts there, and seeking back to it instead
     fails on some files (a one-frame video among them). Times count from frame 0's timestamp.
@@ -174,7 +177,7 @@ def _iter_frames(
     """
     origin_ms = capture.get(cv2.CAP_PROP_POS_MSEC)
     yield 0, first, 0.0
-    wanted = np.unique(np.concatenate([p.indices for p in plans]))
+    wanted = np.unique(np.concatenate([*(p.indices for p in plans), hashed]))
     budget = SeekBudget()
     position = 1
     for index in wanted[wanted > 0]:
@@ -199,16 +202,30 @@ def _iter_frames(
 
 
 class WindowSampler:
-    """Turns a video file into model-ready windows, as the bundle's settings say."""
+    """Turns a video file into model-ready windows, as the bundle's settings say.
 
-    def __init__(self, config: DetectorConfig, faces: FaceDetector | None = None) -> None:
+    With ``fingerprint``, ``sample`` also hashes one frame a second (``model.fingerprint``) as
+    it decodes, for matching against known videos: what the scan's decoders do.
+    """
+
+    def __init__(
+        self,
+        config: DetectorConfig,
+        faces: FaceDetector | None = None,
+        *,
+        fingerprint: bool = False,
+    ) -> None:
         self._config = config
         self._faces = faces
+        self._fingerprint = fingerprint
         if faces is None and config.face.enabled:
             self._faces = FaceDetector(config.face)
 
-    def open(self, path: str) -> tuple[VideoInfo, Iterator[Window]]:
-        """Probe ``path`` and return its metadata with a lazy iterator over its windows."""
+    def open(self, path: str, hashed: list | None = None) -> tuple[VideoInfo, Iterator[Window]]:
+        """Probe ``path`` and return its metadata with a lazy iterator over its windows.
+
+        With a ``hashed`` list, each frame of ``model.fingerprint.hash_indices`` is hashed into
+        it, as (hash, mirrored hash, quality, time), while the windows are read."""
         capture = _open(path)
         try:
             fps, count = probe(capture)
@@ -221,11 +238,13 @@ class WindowSampler:
         height, width = first.shape[:2]
         info = VideoInfo(fps=fps, frame_count=count, width=width, height=height)
         plans = plan_windows(count, fps, self._config.sampling)
-        return info, self._windows(capture, plans, info, first)
+        return info, self._windows(capture, plans, info, first, hashed)
 
     def sample(self, path: str) -> SampledVideo:
-        """All of ``path``'s windows, stacked (at least the first: ``open`` decoded frame 0)."""
-        info, windows = self.open(path)
+        """All of ``path``'s windows, stacked (at least the first: ``open`` decoded frame 0),
+        and its fingerprint when the sampler hashes frames."""
+        hashed: list | None = [] if self._fingerprint else None
+        info, windows = self.open(path, hashed)
         clips = list(windows)
         return SampledVideo(
             info=info,
@@ -233,16 +252,28 @@ class WindowSampler:
             mask=np.stack([w.mask for w in clips]),
             starts=np.array([w.start_s for w in clips]),
             ends=np.array([w.end_s for w in clips]),
+            fingerprint=None if hashed is None else Fingerprint.stack(hashed),
         )
 
     def _windows(
-        self, capture: cv2.VideoCapture, plans: list[WindowPlan], info: VideoInfo, first: np.ndarray
+        self,
+        capture: cv2.VideoCapture,
+        plans: list[WindowPlan],
+        info: VideoInfo,
+        first: np.ndarray,
+        hashed: list | None,
     ) -> Iterator[Window]:
         previous_box: Box | None = None
         upcoming = list(plans)
         filling: list[_Filling] = []
+        to_hash = np.zeros(0, np.int64)
+        if hashed is not None:
+            to_hash = hash_indices(info.frame_count, info.fps)
+        hash_at = set(to_hash.tolist())
         try:
-            for index, bgr, time_s in _iter_frames(capture, plans, first):
+            for index, bgr, time_s in _iter_frames(capture, plans, first, to_hash):
+                if hashed is not None and index in hash_at:
+                    hashed.append((*hash_frame(bgr), time_s))
                 # Windows open in plan order, so each one's box can fall back on the last's.
                 while upcoming and int(upcoming[0].indices[0]) == index:
                     plan = upcoming.pop(0)

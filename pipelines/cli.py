@@ -10,6 +10,7 @@ import argparse
 import json
 import os
 import sys
+import tempfile
 from collections.abc import Sequence
 
 from model.errors import BundleError
@@ -79,17 +80,20 @@ def cmd_train(args: argparse.Namespace) -> int:
         Bar("pairs: ", "self-blend pairs"),
         Bar("train: epoch ", "epochs", args.epochs),
     )
-    with progress_bars(*bars) as report:
-        manifest = train(
-            args.data,
-            args.out,
-            weights=args.backbone_weights,
-            config=detector_config_from(args),
-            options=options,
-            self_blend=self_blend,
-            cache_dir=args.cache_dir,
-            progress=report,
-        )
+    with tempfile.TemporaryDirectory(prefix="deeptrust-reviewed-") as workdir:
+        reviewed = from_reviews(args.from_reviews, workdir)
+        with progress_bars(*bars) as report:
+            manifest = train(
+                args.data,
+                args.out,
+                weights=args.backbone_weights,
+                config=detector_config_from(args),
+                options=options,
+                self_blend=self_blend,
+                cache_dir=args.cache_dir,
+                progress=report,
+                reviewed=reviewed.videos,
+            )
     emit(
         {
             "bundle": args.out,
@@ -97,9 +101,26 @@ def cmd_train(args: argparse.Namespace) -> int:
             "backbone_weights": manifest["backbone"]["weights_label"],
             "threshold": manifest["decision"]["threshold"],
             "validation": manifest["metrics"]["validation"],
+            "from_reviews": manifest["training"]["from_reviews"],
+            "reviews_left_out": len(reviewed.skipped),
         }
     )
     return EXIT_OK
+
+
+def from_reviews(db_url: str | None, workdir: str):
+    """The decided videos of the moderation database ``db_url`` (none without it)."""
+    from pipelines.moderation.reviewed import ReviewedVideos, reviewed_videos
+
+    if db_url is None:
+        return ReviewedVideos([], [])
+    from pipelines.moderation.review import open_database
+
+    engine = open_database(db_url)
+    try:
+        return reviewed_videos(engine, workdir, progress)
+    finally:
+        engine.dispose()
 
 
 def self_blend_options(args: argparse.Namespace):
@@ -128,15 +149,23 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         result = evaluate(
             args.data, args.model, report_dir=args.report, cache_dir=args.cache_dir, progress=report
         )
+        baseline = None
+        if args.baseline:
+            baseline = evaluate(args.data, args.baseline, cache_dir=args.cache_dir, progress=report)
     if args.json:
-        emit(result)
-    else:
-        print(f"model {result['model_version']} ({result['backbone_weights']})")
-        keys = ("n", "auc", "window_auc", "frame_auc", "accuracy", "eer", "log_loss", "ap")
-        for key in (*keys, "threshold"):
-            value = result[key]
-            print(f"{key:>10}: {value:.4f}" if isinstance(value, float) else f"{key:>10}: {value}")
-        print(f"{'confusion':>10}: {result['confusion']}")
+        emit(result if baseline is None else result | {"baseline": baseline})
+        return EXIT_OK
+    shown = [result] if baseline is None else [result, baseline]
+    print(f"{'model':>10}: " + "  ".join(f"{r['model_version'][:16]:>16}" for r in shown))
+    print(f"{'weights':>10}: " + "  ".join(f"{r['backbone_weights'][:16]:>16}" for r in shown))
+    keys = ("n", "auc", "window_auc", "frame_auc", "accuracy", "eer", "log_loss", "ap")
+    for key in (*keys, "threshold"):
+        cells = [
+            f"{r[key]:>16.4f}" if isinstance(r[key], float) else f"{r[key]!s:>16}" for r in shown
+        ]
+        print(f"{key:>10}: " + "  ".join(cells))
+    for r in shown:
+        print(f"{'confusion':>10}: {r['confusion']} ({r['model_version'][:16]})")
     return EXIT_OK
 
 
@@ -209,6 +238,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     _quiet_tensorflow()
     if args.load:
         return load_check(args)
+    if args.bank:
+        return bank_bench(args)
     from pipelines.bench.throughput import BenchSettings, format_report, run_bench
 
     settings = BenchSettings(
@@ -230,6 +261,24 @@ def cmd_bench(args: argparse.Namespace) -> int:
         emit(result)
     else:
         print(format_report(result), flush=True)
+    return EXIT_OK
+
+
+def bank_bench(args: argparse.Namespace) -> int:
+    """``deeptrust bench --bank``: matching one video against a bank of known fakes."""
+    from pipelines.bench.matching import run_bank_bench
+
+    if args.compare_options:
+        raise ValueError("--bank and --options measure different things: choose one")
+    if args.bank_hashes < 1 or args.bank_queries < 1 or args.query_frames < 1:
+        raise ValueError("--bank-hashes, --bank-queries and --query-frames must be at least 1")
+    result = run_bank_bench(
+        args.bank_hashes, args.bank_queries, args.query_frames, args.seed, progress
+    )
+    if args.json:
+        emit(result)
+    else:
+        print(json.dumps(result, indent=2), flush=True)
     return EXIT_OK
 
 
@@ -278,6 +327,7 @@ def cmd_review(args: argparse.Namespace) -> int:
 
     from pipelines.moderation.review import (
         Review,
+        banked_frames,
         check_review,
         expect_status,
         open_database,
@@ -297,12 +347,52 @@ def cmd_review(args: argparse.Namespace) -> int:
             if args.expect:
                 expect_status(seen, args.expect)
             rows = record_review(engine, review, seen)
+            banked = banked_frames(engine, review.video_uri, seen.content_version)
         finally:
             engine.dispose()
     except SQLAlchemyError as err:
         progress(f"deeptrust review: the database failed: {type(err).__name__}: {err}")
         return EXIT_FAILED
-    emit({**vars(review), "rows": rows})
+    if review.decision == "confirmed" and not banked:
+        progress(
+            f"deeptrust review: {review.video_uri} is confirmed but not banked: its rows keep no "
+            "perceptual hashes (scanned before the bank existed); scan it again with --rescan "
+            "and confirm it then, so copies of it are matched"
+        )
+    emit({**vars(review), "rows": rows, "banked_frames": banked})
+    return EXIT_OK
+
+
+def cmd_bank(args: argparse.Namespace) -> int:
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from pipelines.moderation.review import open_database
+    from pipelines.store import bank
+
+    rows = None
+    if args.bank_command == "import":
+        with open(args.file, newline="", encoding="utf-8") as handle:
+            rows = bank.read_csv(handle, args.file)  # every line checked before any is written
+    try:
+        engine = open_database(args.db)
+        try:
+            if rows is not None:
+                added = bank.import_rows(engine, rows)
+                result = {"file": args.file, "rows": len(rows), "added": added}
+            elif args.out == "-":
+                written = bank.export_csv(engine, sys.stdout)
+                sys.stdout.flush()
+                progress(f"deeptrust bank export: {written} rows")
+                return EXIT_OK
+            else:
+                with open(args.out, "w", newline="", encoding="utf-8") as out:
+                    result = {"file": args.out, "rows": bank.export_csv(engine, out)}
+        finally:
+            engine.dispose()
+    except SQLAlchemyError as err:
+        progress(f"deeptrust bank: the database failed: {type(err).__name__}: {err}")
+        return EXIT_FAILED
+    emit(result)
     return EXIT_OK
 
 
@@ -486,6 +576,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--cache-dir", default=default_cache_dir(), help="feature cache (default: %(default)s)"
     )
+    p.add_argument(
+        "--from-reviews",
+        metavar="DB",
+        help="also train on the moderation database's decided videos: confirmed as fakes, "
+        "dismissed as reals, each only while its object still holds the bytes decided on",
+    )
     blend = p.add_argument_group(
         "self-blended fakes",
         "train from real videos alone: fakes are made from the real faces themselves "
@@ -530,6 +626,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print one JSON object as the last line")
     p.add_argument("--report", help="folder for roc.png and scores.png")
     p.add_argument("--cache-dir", default=default_cache_dir())
+    p.add_argument(
+        "--baseline",
+        metavar="OLD",
+        help="another bundle, evaluated on the same videos and shown beside --model "
+        "(JSON: under 'baseline')",
+    )
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("score", help="a JSON verdict for one video")
@@ -622,6 +724,27 @@ def build_parser() -> argparse.ArgumentParser:
         help="objects of the baseline scan (default: %(default)s)",
     )
     load.add_argument("--work", help="folder for the inputs (default: a temporary folder)")
+    matching = p.add_argument_group("--bank: matching against the bank of known fakes")
+    matching.add_argument(
+        "--bank",
+        action="store_true",
+        help="time matching one video against a synthetic bank, instead of throughput",
+    )
+    matching.add_argument(
+        "--bank-hashes",
+        type=int,
+        default=100_000,
+        help="hashes in the bank, frames and their mirror images (default: %(default)s)",
+    )
+    matching.add_argument(
+        "--bank-queries", type=int, default=50, help="videos matched (default: %(default)s)"
+    )
+    matching.add_argument(
+        "--query-frames",
+        type=int,
+        default=60,
+        help="hashed frames per matched video, one a second (default: %(default)s)",
+    )
     p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("report", help="an HTML page of a scan's flagged videos, for moderators")
@@ -746,6 +869,23 @@ def build_parser() -> argparse.ArgumentParser:
         help="seconds an upload may take to decode, as in the scan (default: %(default)s)",
     )
     p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("bank", help="the bank of known fakes: move it between platforms as CSV")
+    bank_sub = p.add_subparsers(dest="bank_command", required=True, metavar="ACTION")
+    p = bank_sub.add_parser(
+        "export",
+        help="write the bank as CSV (video_uri, content_version, time_s, quality, mirrored, pdq)",
+    )
+    p.add_argument("--out", default="-", help="CSV file to write (default: stdout)")
+    add_db_option(p)
+    p.set_defaults(func=cmd_bank)
+    p = bank_sub.add_parser(
+        "import",
+        help="add a bank CSV's entries (every line is checked first; all or nothing)",
+    )
+    p.add_argument("file", help="a CSV written by `deeptrust bank export`")
+    add_db_option(p)
+    p.set_defaults(func=cmd_bank)
 
     p = sub.add_parser("db", help="operate on the moderation database's schema")
     db = p.add_subparsers(dest="db_command", required=True, metavar="DB_COMMAND")

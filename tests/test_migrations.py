@@ -37,6 +37,7 @@ SCHEMA_TABLES = {
     "video_claims",
     "run_results",
     "review_claims",
+    "known_fakes",
 }
 KEY = {"video_uri": "s3://b/a.mp4", "content_version": "etag:1", "model_version": "m1"}
 WHEN = datetime(2026, 11, 30, 12, 0, 0)
@@ -144,7 +145,12 @@ def schema(engine: Engine) -> dict[str, dict]:
 
 
 def test_a_fresh_database_reaches_the_newest_revision_once(engine):
-    assert revisions() == [*LEGACY_REVISIONS.values(), "0004_run_lifecycle", "0005_review_claims"]
+    assert revisions() == [
+        *LEGACY_REVISIONS.values(),
+        "0004_run_lifecycle",
+        "0005_review_claims",
+        "0006_known_fakes",
+    ]
     assert migrate(engine) == Upgrade(before=None, after=HEAD)
     assert migrate(engine) == Upgrade(before=HEAD, after=HEAD)
     tables = set(inspect(engine).get_table_names())

@@ -53,7 +53,7 @@ def pushed_names() -> set[str]:
     run = RunMetrics(
         model_version="v1",
         duration_s=60.0,
-        videos={"listed": 5, "skipped": 1, "scored": 3, "flagged": 1, "error": 1},
+        videos={"listed": 6, "skipped": 1, "scored": 3, "matched": 1, "flagged": 2, "error": 1},
         errors_by_reason={"unreadable": 1},
         last_success=(datetime(2024, 6, 1), "v1"),
     )

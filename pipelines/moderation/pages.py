@@ -36,7 +36,17 @@ def row_facts(row: dict[str, Any], top: dict[str, float] | None) -> list[tuple[s
     """A flagged row's facts, as both the report and the app list them."""
     window = f"{top['start_s']:.1f}-{top['end_s']:.1f} s (score {top['score']:.3f})" if top else "-"
     fps = f" at {row['fps']:.1f} fps" if row.get("fps") else ""
+    matched = []
+    if row.get("status") == "matched":  # flagged as a known fake, without a model call
+        matched = [
+            ("matches known fake", row["match_video_uri"]),
+            (
+                "frames matched",
+                f"{row['match_share']:.0%} (mean distance {row['match_distance']:.1f})",
+            ),
+        ]
     return [
+        *matched,
         ("score", score(row["score"])),
         ("threshold", score(row["threshold"])),
         ("most suspicious window", window),

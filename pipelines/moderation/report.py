@@ -177,6 +177,8 @@ def describe_video(
 ) -> FlaggedVideo:
     """Plots for one flagged row; a video that cannot be read gets a reason instead of a strip."""
     segments = json.loads(row["segments"] or "[]")
+    if row["status"] == "matched":
+        return FlaggedVideo(row, [], None, None, "a known fake, matched without a model call")
     if not segments:
         return FlaggedVideo(row, [], None, None, "the row records no windows")
     scores = f"{PLOTS}/video-{index:03d}-scores.png"
@@ -205,7 +207,7 @@ def write_report(
     if run["status"] in UNFINISHED:
         with engine.connect() as conn:
             counted = runs.counts(conn, database.Tables.reflect(engine).ledger, run["run_id"])
-        run = run | dict(zip(("scored", "flagged", "errors"), counted, strict=True))
+        run = run | dict(zip(("scored", "matched", "flagged", "errors"), counted, strict=True))
     rows = database.flagged_results(engine, run["run_id"])
     root = Path(out)
     (root / PLOTS).mkdir(parents=True, exist_ok=True)
@@ -245,7 +247,8 @@ img { max-width: 100%; }
 
 
 def _video_counts(run: dict[str, Any]) -> str:
-    written = f"{run['scored']} scored, {run['flagged']} flagged, {run['errors']} errors"
+    matched = f"{run['matched']} matched known fakes, " if run["matched"] else ""
+    written = f"{run['scored']} scored, {matched}{run['flagged']} flagged, {run['errors']} errors"
     if run["status"] in UNFINISHED:
         return f"the run did not finish: {written} written before it stopped"
     return f"{run['videos_seen']} listed, {run['skipped']} skipped, {written}"

@@ -14,6 +14,11 @@ of two moderators deciding the same video at once one succeeds and the other is 
 A moderator may **claim** a video first (``claim_video``), as the review app makes them do: a
 claim lasts until it expires or its holder decides, and meanwhile nobody else may claim or decide
 the video, through the app or ``deeptrust review`` alike (``ReviewConflict``).
+
+A decision also keeps the bank of known fakes (``pipelines.store.bank``) in step, in the same
+transaction: confirming banks the video's bytes from the perceptual hashes its flagged row kept,
+so the next scan matches copies of it without a model call; dismissing takes them out again, so a
+video confirmed by mistake stops matching.
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, MetaData, Table, func, inspect, select
 
-from pipelines.store import database
+from pipelines.store import bank, database
 from pipelines.store.migrations import migrate
 
 DECISIONS = ("confirmed", "dismissed", "escalated")
@@ -310,7 +315,47 @@ def record_review(
                 claims.c.video_uri == review.video_uri, claims.c.reviewer == review.reviewer
             )
         )
+        _keep_bank(conn, results, review.video_uri, seen.content_version, review.decision)
     return decided
+
+
+def _keep_bank(
+    conn: Connection, results: Table, video_uri: str, content_version: str, decision: str
+) -> None:
+    """Bank the decided bytes when confirmed, from a flagged row's hashes; unbank them when
+    dismissed; any other decision leaves the bank alone. A row scanned before rows kept hashes
+    has none: nothing is banked."""
+    known = bank.bank_table(conn)
+    if decision == "dismissed":
+        bank.unbank_video(conn, known, video_uri, content_version)
+    if decision != "confirmed":
+        return
+    hashes = conn.execute(
+        select(results.c.frame_hashes)
+        .where(
+            results.c.video_uri == video_uri,
+            results.c.content_version == content_version,
+            results.c.flagged.is_(True),
+            results.c.frame_hashes.is_not(None),
+        )
+        .order_by(results.c.scanned_at.desc())
+        .limit(1)
+    ).scalar()
+    if hashes is not None:
+        bank.bank_video(conn, known, video_uri, content_version, hashes)
+
+
+def banked_frames(engine: Engine, video_uri: str, content_version: str) -> int:
+    """How many of the video's hashed frames the bank holds (each counted once, not mirrored)."""
+    known = bank.bank_table(engine)
+    with engine.connect() as conn:
+        return conn.execute(
+            select(func.count()).where(
+                known.c.video_uri == video_uri,
+                known.c.content_version == content_version,
+                known.c.mirrored.is_(False),
+            )
+        ).scalar_one()
 
 
 def expect_status(seen: ReviewState, expected: str) -> None:

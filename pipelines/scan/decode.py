@@ -11,6 +11,12 @@ Each video is decoded in a child process (``pipelines.scan.isolation``) under a 
 size check on the listing's metadata, so a hostile upload costs one error row and nothing more.
 A worker process's threads share ``decoders`` such children (``pipelines.scan.decoders``).
 
+The decoder also hashes one frame a second (``model.fingerprint``). With a bank of known fakes
+(``pipelines.scan.matching``), each decoded video is matched against it before it joins a batch:
+a match leaves as a :class:`~pipelines.scan.outcomes.Matched` on the tagged output ``matched``
+and never reaches the model. The bank is loaded once per worker process and checked for changes
+at the start of every bundle.
+
 A video that fails leaves the step as a :class:`~pipelines.scan.outcomes.Failed` on the tagged
 output ``failed``; batches leave on the main output. :func:`decode_video` is the one path from a
 listed video to its windows, which ``deeptrust score`` and ``deeptrust bench`` share.
@@ -34,17 +40,21 @@ from apache_beam.io.filesystems import FileSystems
 
 from model.config import DetectorConfig
 from model.errors import VideoError
+from model.fingerprint import Fingerprint
 from model.storage import is_s3, prefer_standard_retries, temporary_copy
 from model.video import VideoInfo
 from pipelines.scan import metrics
 from pipelines.scan.decoders import ChildDecoders, Decoders, Sampler
 from pipelines.scan.limits import DecodeLimits
 from pipelines.scan.listing import VideoRef
-from pipelines.scan.outcomes import Failed
+from pipelines.scan.matching import Bank, KnownFakes
+from pipelines.scan.outcomes import Failed, Matched
+from pipelines.store import database
 
 _LOG = logging.getLogger(__name__)
-# The tags of DecodeVideos' outputs: batches of VideoClip on the main one, Failed on the other.
-BATCHES, FAILED = "batches", "failed"
+# The tags of DecodeVideos' outputs: batches of VideoClip on the main one, Failed and Matched on
+# the others.
+BATCHES, FAILED, MATCHED = "batches", "failed", "matched"
 
 
 @dataclass(frozen=True)
@@ -56,6 +66,7 @@ class DecodedVideo:
     starts: np.ndarray  # [W] seconds
     ends: np.ndarray  # [W] seconds
     frames_analyzed: int
+    fingerprint: Fingerprint | None = None
 
 
 @dataclass(frozen=True)
@@ -153,6 +164,7 @@ def decode_video(ref: VideoRef, sampler: Sampler, max_bytes: int) -> VideoClip |
         starts=sampled.starts,
         ends=sampled.ends,
         frames_analyzed=int(sampled.mask.sum()),
+        fingerprint=sampled.fingerprint,
     )
     return VideoClip(video, sampled.frames, sampled.mask)
 
@@ -163,10 +175,11 @@ def _failed(ref: VideoRef, code: str, detail: str) -> Failed:
 
 
 class DecodeVideos(beam.DoFn):
-    """(group, [VideoRef]) -> batches (lists of VideoClip), and Failed on the ``failed`` tag.
+    """(group, [VideoRef]) -> batches (lists of VideoClip), Failed on the ``failed`` tag and,
+    with ``known`` fakes to match against, Matched on the ``matched`` tag.
 
     The copies of this step in one worker process (one per thread) share the decoders that
-    ``decoders`` describes (by default one child process).
+    ``decoders`` describes (by default one child process), and the bank.
     """
 
     def __init__(
@@ -175,11 +188,14 @@ class DecodeVideos(beam.DoFn):
         min_batch_windows: int,
         limits: DecodeLimits | None = None,
         decoders: Decoders | None = None,
+        known: KnownFakes | None = None,
     ) -> None:
         self._config = config
         self._min_batch_windows = min_batch_windows
         self._limits = DecodeLimits() if limits is None else limits
         self._decoder_spec = ChildDecoders() if decoders is None else decoders
+        self._known = known
+        self._matched = metrics.counter("videos_matched")
         self._decoded = metrics.counter("videos_decoded")
         self._failed = metrics.counter("videos_failed")
         self._windows = metrics.counter("windows")
@@ -194,10 +210,18 @@ class DecodeVideos(beam.DoFn):
         )
         # One thread fetches and decodes the next video while this one's batch is scored.
         self._ahead = ThreadPoolExecutor(max_workers=1, thread_name_prefix="decode-ahead")
+        self._bank_db = None if self._known is None else database.connect(self._known.db_url)
+        self._bank: Bank | None = None
+
+    def start_bundle(self) -> None:
+        if self._known is not None:
+            self._bank = self._known.current(self._bank_db)
 
     def teardown(self) -> None:
         self._ahead.shutdown(cancel_futures=True)
         self._resources.close()
+        if self._bank_db is not None:
+            self._bank_db.dispose()
 
     def process(
         self, group: tuple[int, Iterable[VideoRef]]
@@ -213,6 +237,11 @@ class DecodeVideos(beam.DoFn):
                 yield beam.pvalue.TaggedOutput(FAILED, outcome)
                 continue
             self._decoded.inc()
+            matched = self._match(outcome.video)
+            if matched is not None:
+                self._matched.inc()
+                yield beam.pvalue.TaggedOutput(MATCHED, matched)
+                continue
             self._windows.inc(outcome.windows)
             self._frames.inc(outcome.video.frames_analyzed)
             batch.append(outcome)
@@ -223,6 +252,22 @@ class DecodeVideos(beam.DoFn):
         if batch:
             yield batch
         _LOG.info("decoded a group of %d videos, %d of them failed", videos, failed)
+
+    def _match(self, video: DecodedVideo) -> Matched | None:
+        """The video as a known fake, when it matches one in the bank."""
+        if self._bank is None or video.fingerprint is None:
+            return None
+        found = self._bank.match(video.fingerprint)
+        if found is None:
+            return None
+        _LOG.info(
+            "%s matches the known fake %s (%.0f %% of its frames, mean distance %.1f)",
+            video.ref.uri,
+            found.video_uri,
+            100 * found.share,
+            found.distance,
+        )
+        return Matched(video.ref, video.info, found, video.fingerprint)
 
     def _decoded_ahead(self, refs: Iterable[VideoRef]) -> Iterator[VideoClip | Failed]:
         """Each video's outcome, in order, with the next video decoding while the caller works.
@@ -258,8 +303,13 @@ def _is_failed(item: object) -> bool:
     return isinstance(item, Failed)
 
 
+def _is_matched(item: object) -> bool:
+    return isinstance(item, Matched)
+
+
 class ExtractWindows(beam.PTransform):
-    """VideoRef -> ``{BATCHES: window batches (lists of VideoClip), FAILED: Failed}``."""
+    """VideoRef -> ``{BATCHES: window batches (lists of VideoClip), FAILED: Failed,
+    MATCHED: Matched}``; nothing is matched without ``known`` fakes."""
 
     def __init__(
         self,
@@ -268,6 +318,7 @@ class ExtractWindows(beam.PTransform):
         min_batch_windows: int,
         limits: DecodeLimits,
         decoders: Decoders | None = None,
+        known: KnownFakes | None = None,
     ) -> None:
         super().__init__()
         self._config = config
@@ -275,6 +326,7 @@ class ExtractWindows(beam.PTransform):
         self._min_batch_windows = min_batch_windows
         self._limits = limits
         self._decoders = decoders
+        self._known = known
 
     def expand(self, refs: beam.PCollection[VideoRef]) -> dict[str, beam.PCollection]:
         decoded = (
@@ -283,12 +335,19 @@ class ExtractWindows(beam.PTransform):
             | "Group videos" >> beam.GroupByKey()
             | "Decode and batch"
             >> beam.ParDo(
-                DecodeVideos(self._config, self._min_batch_windows, self._limits, self._decoders)
-            ).with_outputs(FAILED, main=BATCHES)
+                DecodeVideos(
+                    self._config,
+                    self._min_batch_windows,
+                    self._limits,
+                    self._decoders,
+                    self._known,
+                )
+            ).with_outputs(FAILED, MATCHED, main=BATCHES)
         )
         # Beam 2.77's Dask runner ignores the tags and hands every output of a DoFn to each of
         # its consumers, so each side keeps its own kind (on other runners, everything passes).
         return {
             BATCHES: decoded[BATCHES] | "Batches only" >> beam.Filter(_is_batch),
             FAILED: decoded[FAILED] | "Failures only" >> beam.Filter(_is_failed),
+            MATCHED: decoded[MATCHED] | "Matches only" >> beam.Filter(_is_matched),
         }

@@ -62,7 +62,7 @@ class _LockedSampler:
     """A WindowSampler that one thread at a time uses."""
 
     def __init__(self, config: DetectorConfig) -> None:
-        self._sampler = WindowSampler(config)
+        self._sampler = WindowSampler(config, fingerprint=True)
         self._lock = threading.Lock()
 
     def sample(self, path: str) -> SampledVideo:

@@ -1,4 +1,5 @@
-"""The scan's pipeline graph: listing, planning, decoding, scoring and writing, wired together.
+"""The scan's pipeline graph: listing, planning, decoding (and matching known fakes), scoring and
+writing, wired together.
 
 :func:`build_scan` puts the scan onto a pipeline that the caller made, with the model handler and
 the decoders the caller chose: ``pipelines.scan.run`` passes the bundle's ``WindowModelHandler``
@@ -11,7 +12,7 @@ import apache_beam as beam
 from apache_beam.ml.inference.base import ModelHandler
 
 from model.config import DetectorConfig
-from pipelines.scan.decode import BATCHES, FAILED, ExtractWindows
+from pipelines.scan.decode import BATCHES, FAILED, MATCHED, ExtractWindows
 from pipelines.scan.decoders import Decoders
 from pipelines.scan.inference import ScoreWindows
 from pipelines.scan.listing import CountListing, ListVideos, PlanScan
@@ -60,7 +61,12 @@ class ScanVideos(beam.PTransform):
             | "Drop already scored" >> beam.FlatMap(lambda item: [] if item.skip else [item.ref])
             | "Extract windows"
             >> ExtractWindows(
-                config, scan.decode_groups, scan.min_batch_windows, scan.limits, self._decoders
+                config,
+                scan.decode_groups,
+                scan.min_batch_windows,
+                scan.limits,
+                self._decoders,
+                scan.known_fakes,
             )
         )
         scored = decoded[BATCHES] | "Score windows" >> ScoreWindows(self._handler, config.decision)
@@ -69,7 +75,12 @@ class ScanVideos(beam.PTransform):
         # run only once every branch had ended. The writers emit nothing; the last Flatten joins
         # them because the Dask runner computes only the last step's graph.
         run_id, size, retry = self._run_id, scan.write_batch_size, scan.db_retry
-        branches = {"scored rows": scored, "error rows": decoded[FAILED], "the listing": tally}
+        branches = {
+            "scored rows": scored,
+            "matched rows": decoded[MATCHED],
+            "error rows": decoded[FAILED],
+            "the listing": tally,
+        }
         return [
             branch
             | f"Write {name}" >> WriteModerationResults(scan.db, run_id, version, size, retry)

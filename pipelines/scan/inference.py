@@ -104,7 +104,7 @@ class WindowModelHandler(ModelHandler[VideoClip, PredictionResult, Future[Detect
 def scored(video: DecodedVideo, scores: np.ndarray, decision: DecisionConfig) -> Scored:
     """A video's outcome from its window scores: the verdict that ``decision`` gives them."""
     body = verdict(scores, video.starts, video.ends, video.frames_analyzed, video.info, decision)
-    return Scored(video.ref, body)
+    return Scored(video.ref, body, video.fingerprint)
 
 
 def _scored_prediction(prediction: PredictionResult, decision: DecisionConfig) -> Scored:

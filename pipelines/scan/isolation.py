@@ -4,9 +4,10 @@ OpenCV and FFmpeg run native code over untrusted uploads; a hostile file can cra
 them spin. The scan therefore decodes in a child (``python -m pipelines.scan.isolation FD``, or
 another entry point given as ``child`` that calls :func:`start_child` and :func:`serve`) that
 loads the face detector once and answers one request per video over a pipe: a local path in, the
-video's stacked windows (``model.video.SampledVideo``) back, once per video. The parent waits at
-most ``timeout_s`` for each answer. A child that dies or overruns is killed, the video becomes an
-error row (``decoder_crashed`` or ``decode_timeout``), and a fresh child takes the next video.
+video's stacked windows and perceptual hashes (``model.video.SampledVideo``) back, once per
+video. The parent waits at most ``timeout_s`` for each answer. A child that dies or overruns is
+killed, the video becomes an error row (``decoder_crashed`` or ``decode_timeout``), and a fresh
+child takes the next video.
 
 The threads of a worker process share a :class:`DecoderPool` of children (``shared_pool``)
 rather than starting one each: every child imports TensorFlow and loads MTCNN, about five
@@ -291,7 +292,7 @@ def start_child() -> None:
 def serve(conn: Connection) -> None:
     """The child's loop: the config first, then one path in and one reply out per video."""
     cv2.setNumThreads(1)  # OpenCV's resizes and colour conversions, likewise
-    sampler = WindowSampler(conn.recv())
+    sampler = WindowSampler(conn.recv(), fingerprint=True)
     conn.send(("ready",))
     while True:
         try:

@@ -137,6 +137,11 @@ def _local_sha256(path: str, limit: int | None) -> str:
         return sha256_stream(handle, limit)
 
 
+def s3_content_version(etag: str, size: int) -> str:
+    """The content version of an S3 object with this (unquoted) ETag and size."""
+    return f"etag:{etag}:size:{size}"
+
+
 def content_version(metadata: FileMetadata, max_bytes: int | None = None) -> str:
     """``etag:<etag>:size:<bytes>`` for S3 objects, ``sha256:<hex>`` for anything else.
 
@@ -146,8 +151,7 @@ def content_version(metadata: FileMetadata, max_bytes: int | None = None) -> str
     size = metadata.size_in_bytes
     try:
         if is_s3(metadata.path):
-            etag = FileSystems.checksum(metadata.path).strip('"')
-            return f"etag:{etag}:size:{size}"
+            return s3_content_version(FileSystems.checksum(metadata.path).strip('"'), size)
         if max_bytes is not None and size > max_bytes:
             return f"unhashed:size:{size}"
         if is_local(metadata.path):

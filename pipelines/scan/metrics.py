@@ -35,8 +35,9 @@ NAMESPACE = "deeptrust"
 JOB = "deeptrust_scan"
 PUSHGATEWAY_ENV = "DEEPTRUST_PUSHGATEWAY"
 PUSH_TIMEOUT_S = 10.0
-# The values of ``deeptrust_scan_videos_total{outcome=...}``; flagged videos are also scored.
-OUTCOMES = ("listed", "skipped", "scored", "flagged", "error")
+# The values of ``deeptrust_scan_videos_total{outcome=...}``; flagged videos are also scored or
+# matched (known fakes, flagged without a model call).
+OUTCOMES = ("listed", "skipped", "scored", "matched", "flagged", "error")
 
 _LOG = logging.getLogger(__name__)
 
@@ -63,16 +64,18 @@ def timed_ms(into: Metrics.DelegatingDistribution) -> Iterator[None]:
 
 
 class OutcomeCounters:
-    """Counts written rows as ``videos_scored``, ``videos_flagged`` and ``errors_<reason>``."""
+    """Counts written rows as ``videos_scored``, ``videos_matched_written``, ``videos_flagged``
+    and ``errors_<reason>``."""
 
     def __init__(self) -> None:
         self._scored = counter("videos_scored")
+        self._matched = counter("videos_matched_written")
         self._flagged = counter("videos_flagged")
         self._errors: dict[str, Metrics.DelegatingCounter] = {}
 
     def count(self, row: dict[str, Any]) -> None:
-        if row["status"] == "scored":
-            self._scored.inc()
+        if row["status"] in ("scored", "matched"):
+            (self._scored if row["status"] == "scored" else self._matched).inc()
             if row["flagged"]:
                 self._flagged.inc()
             return
@@ -99,9 +102,10 @@ class RunMetrics:
 
     @property
     def flagged_ratio(self) -> float | None:
-        """Flagged over scored videos; None when the run scored none."""
+        """Videos the model flagged over those it scored; None when it scored none. Matched
+        known fakes are flagged without the model, so they are left out of both."""
         scored = self.videos["scored"]
-        return self.videos["flagged"] / scored if scored else None
+        return (self.videos["flagged"] - self.videos["matched"]) / scored if scored else None
 
 
 def read_run_metrics(engine: Engine, run_id: str) -> RunMetrics:
@@ -130,6 +134,7 @@ def read_run_metrics(engine: Engine, run_id: str) -> RunMetrics:
             "listed": run["videos_seen"],
             "skipped": run["skipped"],
             "scored": run["scored"],
+            "matched": run["matched"],
             "flagged": run["flagged"],
             "error": run["errors"],
         },
@@ -164,14 +169,14 @@ class RunCollector:
         if run.flagged_ratio is not None:
             yield _gauge(
                 "deeptrust_scan_flagged_ratio",
-                "Flagged over scored videos in the last scan.",
+                "Videos the model flagged over those it scored in the last scan.",
                 version,
                 run.flagged_ratio,
             )
         videos = CounterMetricFamily(
             "deeptrust_scan_videos",
-            "Videos of the last scan by outcome: listed, skipped, scored, flagged (of scored), "
-            "error.",
+            "Videos of the last scan by outcome: listed, skipped, scored, matched (known fakes, "
+            "no model call), flagged (of scored and matched), error.",
             labels=["model_version", "outcome"],
         )
         for outcome in OUTCOMES:

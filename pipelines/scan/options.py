@@ -12,6 +12,7 @@ from pipelines.console import DEFAULT_DB_URL, add_precision_option
 from pipelines.scan import metrics
 from pipelines.scan.isolation import SPARE_AFTER_S
 from pipelines.scan.limits import DecodeLimits, add_decode_limit_options
+from pipelines.scan.matching import KnownFakes, MatchSettings, add_match_options
 from pipelines.scan.sharding import parse_shard
 from pipelines.store import database, runs
 
@@ -115,6 +116,7 @@ class ScanOptions(PipelineOptions):
             help="a running scan silent this long is marked abandoned and its videos may be "
             "claimed by another scan (default: %(default)s)",
         )
+        add_match_options(parser)
         add_precision_option(parser, default=FLOAT32)
         parser.add_argument(
             "--pushgateway",
@@ -148,6 +150,7 @@ class ScanOptions(PipelineOptions):
             raise ValueError("--min_batch_windows must not exceed --max_batch_windows")
         if self.shard:
             parse_shard(self.shard)
+        _ = self.known_fakes  # MatchSettings refuses thresholds out of range
 
     @property
     def extensions(self) -> tuple[str, ...]:
@@ -168,6 +171,17 @@ class ScanOptions(PipelineOptions):
     @property
     def db_retry(self) -> database.Retry:
         return database.Retry(attempts=self.db_attempts, backoff_s=self.db_retry_backoff_s)
+
+    @property
+    def known_fakes(self) -> KnownFakes:
+        """The bank of known fakes in ``--db``, matched with the ``--match_*`` thresholds."""
+        settings = MatchSettings(
+            quality=self.match_quality,
+            distance=self.match_distance,
+            query_share=self.match_query_share,
+            bank_share=self.match_bank_share,
+        )
+        return KnownFakes(self.db, settings, self.db_retry)
 
 
 def resolve_runner(name: str | None) -> str:

@@ -104,7 +104,17 @@ def new_run_id() -> str:
 
 
 def summarize(run: dict[str, Any], manifest: dict[str, Any]) -> dict[str, Any]:
-    keys = ("run_id", "status", "runner", "videos_seen", "skipped", "scored", "flagged", "errors")
+    keys = (
+        "run_id",
+        "status",
+        "runner",
+        "videos_seen",
+        "skipped",
+        "scored",
+        "matched",
+        "flagged",
+        "errors",
+    )
     summary = {key: run[key] for key in keys}
     summary.update(
         input=run["input_uri"],
@@ -226,7 +236,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         progress(f"deeptrust scan: the run could not start: {type(err).__name__}: {err}")
         return EXIT_FAILED
     if summary["status"] != "succeeded":
-        lost = summary["videos_seen"] - summary["skipped"] - summary["scored"] - summary["errors"]
+        done = summary["skipped"] + summary["scored"] + summary["matched"] + summary["errors"]
+        lost = summary["videos_seen"] - done
         progress(f"deeptrust scan: {lost} listed videos have no row: the run is incomplete")
     emit(summary)
     return EXIT_OK if summary["status"] == "succeeded" else EXIT_FAILED

@@ -16,10 +16,11 @@ from typing import Any
 
 import apache_beam as beam
 
+from model.fingerprint import Fingerprint
 from pipelines.scan import metrics
 from pipelines.scan.listing import ListingTally
-from pipelines.scan.outcomes import Failed, Outcome, Scored
-from pipelines.store import database, runs
+from pipelines.scan.outcomes import Failed, Matched, Outcome, Scored
+from pipelines.store import bank, database, runs
 
 _LOG = logging.getLogger(__name__)
 
@@ -30,15 +31,44 @@ def _row_key(uri: str, content_version: str, model_version: str) -> dict[str, An
 
 
 def scored_row(
-    uri: str, content_version: str, model_version: str, verdict: dict[str, Any]
+    uri: str,
+    content_version: str,
+    model_version: str,
+    verdict: dict[str, Any],
+    fingerprint: Fingerprint | None = None,
 ) -> dict[str, Any]:
-    """A ``moderation_results`` row from a ``model.verdict.verdict`` body."""
+    """A ``moderation_results`` row from a ``model.verdict.verdict`` body; a flagged one keeps
+    the video's perceptual hashes, so that confirming it can bank it."""
+    flagged = verdict["flagged"]
     return {
         **_row_key(uri, content_version, model_version),
         "status": "scored",
         **verdict,
         "segments": json.dumps(verdict["segments"]),
-        "review_status": "pending" if verdict["flagged"] else None,
+        "review_status": "pending" if flagged else None,
+        "frame_hashes": bank.encode_frame_hashes(fingerprint) if flagged and fingerprint else None,
+    }
+
+
+def matched_row(outcome: Matched, model_version: str) -> dict[str, Any]:
+    """A flagged ``moderation_results`` row for a video that matched a known fake."""
+    info, found = outcome.info, outcome.match
+    return {
+        **_row_key(outcome.ref.uri, outcome.ref.content_version, model_version),
+        "status": "matched",
+        "flagged": True,
+        "segments": "[]",
+        "frames_analyzed": len(outcome.fingerprint),
+        "duration_s": info.duration_s,
+        "width": info.width,
+        "height": info.height,
+        "fps": info.fps,
+        "review_status": "pending",
+        "match_video_uri": found.video_uri,
+        "match_content_version": found.content_version,
+        "match_share": found.share,
+        "match_distance": found.distance,
+        "frame_hashes": bank.encode_frame_hashes(outcome.fingerprint),
     }
 
 
@@ -58,7 +88,9 @@ def result_row(outcome: Outcome, model_version: str) -> dict[str, Any]:
     """The ``moderation_results`` row of one video's outcome under ``model_version``."""
     uri, content_version = outcome.ref.uri, outcome.ref.content_version
     if isinstance(outcome, Scored):
-        return scored_row(uri, content_version, model_version, outcome.verdict)
+        return scored_row(uri, content_version, model_version, outcome.verdict, outcome.fingerprint)
+    if isinstance(outcome, Matched):
+        return matched_row(outcome, model_version)
     if isinstance(outcome, Failed):
         return error_row(uri, content_version, model_version, outcome.reason, outcome.detail)
     raise TypeError(f"not a video's outcome: {outcome!r}")

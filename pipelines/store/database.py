@@ -183,12 +183,13 @@ def upsert_results(conn: Connection, table: Table, rows: list[dict[str, Any]], r
 def is_scored(
     conn: Connection, table: Table, uri: str, content_version: str, model_version: str
 ) -> bool:
-    """Whether this exact content already has a scored row from this model (errors do not count)."""
+    """Whether this exact content already has a scored or matched row from this model (errors
+    do not count)."""
     query = select(table.c.video_uri).where(
         table.c.video_uri == uri,
         table.c.content_version == content_version,
         table.c.model_version == model_version,
-        table.c.status == "scored",
+        table.c.status.in_(("scored", "matched")),
     )
     return conn.execute(query).first() is not None
 

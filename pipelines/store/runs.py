@@ -240,15 +240,16 @@ def supersede_older_versions(conn: Connection, results: Any, rows: list[dict[str
         )
 
 
-def counts(conn: Connection, ledger: Any, run_id: str) -> tuple[int, int, int]:
-    """(scored, flagged, errors) as ``run_id`` itself wrote them."""
+def counts(conn: Connection, ledger: Any, run_id: str) -> tuple[int, int, int, int]:
+    """(scored, matched, flagged, errors) as ``run_id`` itself wrote them."""
     query = select(
         func.count().filter(ledger.c.status == "scored"),
+        func.count().filter(ledger.c.status == "matched"),
         func.count().filter(ledger.c.flagged.is_(True)),
         func.count().filter(ledger.c.status == "error"),
     ).where(ledger.c.run_id == run_id)
-    scored, flagged, errors = conn.execute(query).one()
-    return scored, flagged, errors
+    scored, matched, flagged, errors = conn.execute(query).one()
+    return scored, matched, flagged, errors
 
 
 def start_run(
@@ -295,14 +296,14 @@ def finish_run(
     runs = tables.runs
 
     def finish(conn: Connection) -> dict[str, Any]:
-        scored, flagged, errors = counts(conn, tables.ledger, run_id)
+        scored, matched, flagged, errors = counts(conn, tables.ledger, run_id)
         seen, skipped = conn.execute(
             select(runs.c.videos_seen, runs.c.skipped).where(runs.c.run_id == run_id)
         ).one()
         status = "succeeded"
         if failed:
             status = "failed"
-        elif seen != skipped + scored + errors:
+        elif seen != skipped + scored + matched + errors:
             status = "incomplete"
         conn.execute(
             update(runs)
@@ -311,6 +312,7 @@ def finish_run(
                 finished_at=database.utc_now(),
                 status=status,
                 scored=scored,
+                matched=matched,
                 flagged=flagged,
                 errors=errors,
             )

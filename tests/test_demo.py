@@ -45,7 +45,10 @@ CHATTER = re.compile(
 
 def _deeptrust(*argv: str) -> subprocess.CompletedProcess:
     """The command as a user runs it, with stderr captured (so not a terminal)."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    # Without the test session's own TF_CPP_MIN_LOG_LEVEL: a user's shell does not set it, and
+    # on CPUs whose TensorFlow notices are only INFO lines, it hides all the chatter.
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    env["PYTHONPATH"] = str(ROOT)
     return subprocess.run(
         [sys.executable, "-m", "pipelines.cli", *argv],
         capture_output=True,

@@ -126,7 +126,14 @@ def test_a_push_carries_the_runs_counts_and_replaces_the_last_one(pushgateway, t
         outcome: value(samples, "deeptrust_scan_videos_total", outcome=outcome)
         for outcome in metrics.OUTCOMES
     }
-    assert videos == {"listed": 6, "skipped": 1, "scored": 3, "flagged": 1, "error": 2}
+    assert videos == {
+        "listed": 6,
+        "skipped": 1,
+        "scored": 3,
+        "flagged": 1,
+        "error": 2,
+        "matched": 0,
+    }
     assert value(samples, "deeptrust_scan_errors_total", reason="unreadable") == 1
     assert value(samples, "deeptrust_scan_errors_total", reason="empty_file") == 1
     assert value(samples, "deeptrust_scan_flagged_ratio") == pytest.approx(1 / 3)

@@ -351,7 +351,7 @@ def blended_windows(detector, videos, options, self_blend, checkpoint, progress)
         if i in train_idx:
             train_set += [real, *fakes]
         else:  # the real video as the scan sees it, and each of its fakes as a whole video
-            val_set += [store.plain(detector, maker, videos[i].path, i), *fakes]
+            val_set += [store.plain(maker, videos[i].path, i), *fakes]
         progress(f"pairs: {done}/{len(todo)} real videos ({eta_text(started, done, len(todo))})")
     if store.reused:
         progress(f"train: pairs of {store.reused} real videos came from the checkpoint")
@@ -466,14 +466,14 @@ class PairFeatureStore:
         fake = self._detector.window_features(pairs.fake, pairs.mask)
         return real, fake, pairs.mask, pairs.outline_sources
 
-    def plain(self, detector: Detector, maker: PairMaker, path: str, index: int) -> Windows:
+    def plain(self, maker: PairMaker, path: str, index: int) -> Windows:
         """The real video's own windows, unaugmented, as a scan scores them."""
         file = self._root / f"{index}-plain-{sha256_file(path)[:20]}.npz"
         if file.is_file():
             with np.load(file) as data:
                 return Windows(data["features"].astype(np.float32), data["mask"], 0)
         video = maker.sample(path)
-        features = detector.window_features(video.frames, video.mask)
+        features = self._detector.window_features(video.frames, video.mask)
         tmp = file.with_suffix(".tmp.npz")
         np.savez(tmp, features=features.astype(np.float16), mask=video.mask)
         tmp.replace(file)

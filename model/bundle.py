@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from model.backbone import build_backbone, describe_source
@@ -24,13 +25,17 @@ from model.dataset import LABELS
 from model.detector import Detector, make_strategy
 from model.errors import BundleError
 from model.hashing import sha256_file
-from model.runtime import FLOAT32, dtype_policy, plan_runtime
+from model.litert import LiteModel
+from model.runtime import FLOAT32, INT8, dtype_policy, plan_runtime
 from model.storage import fetch_tree, is_s3
 
 FORMAT_VERSION = 1
 MANIFEST = "bundle.json"
 BACKBONE_FILE = "backbone.weights.h5"
 HEAD_FILE = "head.keras"
+# Frames from the training data, for calibrating an int8 backbone (``model.quantize``); bundles
+# written before int8 existed lack it and run in float only.
+CALIBRATION_FILE = "calibration.npz"
 _WEIGHT_KEYS = ("weights_source", "weights_label", "weights_sha256")
 
 
@@ -46,13 +51,21 @@ def save_bundle(
     *,
     metrics: dict[str, Any],
     training: dict[str, Any],
+    calibration: np.ndarray | None = None,
 ) -> dict[str, Any]:
-    """Write ``detector`` and its record to the local directory ``out``; returns the manifest."""
+    """Write ``detector`` and its record to the local directory ``out``; returns the manifest.
+
+    ``calibration`` frames (uint8 [N, S, S, 3], from the training data) let the bundle run with
+    an int8 backbone."""
     root = Path(out)
     root.mkdir(parents=True, exist_ok=True)
     detector.backbone.save_weights(root / BACKBONE_FILE)
     detector.head.save(root / HEAD_FILE)
-    files = {name: sha256_file(root / name) for name in (BACKBONE_FILE, HEAD_FILE)}
+    names = [BACKBONE_FILE, HEAD_FILE]
+    if calibration is not None:
+        np.savez_compressed(root / CALIBRATION_FILE, frames=calibration.astype(np.uint8))
+        names.append(CALIBRATION_FILE)
+    files = {name: sha256_file(root / name) for name in names}
     config = detector.config.to_dict()
     config["backbone"].update(
         weights_source=detector.weights_source,
@@ -92,8 +105,11 @@ def read_manifest(root: Path) -> dict[str, Any]:
             raise BundleError(f"bundle file {name!r} is missing")
         if sha256_file(file) != expected:
             raise BundleError(f"bundle file {name} does not match its recorded sha256: tampered")
-    if set(manifest.get("files", {})) != {BACKBONE_FILE, HEAD_FILE}:
-        raise BundleError(f"{path} must list {BACKBONE_FILE} and {HEAD_FILE}")
+    listed = set(manifest.get("files", {}))
+    if not {BACKBONE_FILE, HEAD_FILE} <= listed <= {BACKBONE_FILE, HEAD_FILE, CALIBRATION_FILE}:
+        raise BundleError(
+            f"{path} must list {BACKBONE_FILE} and {HEAD_FILE} (and may list {CALIBRATION_FILE})"
+        )
     return manifest
 
 
@@ -128,7 +144,8 @@ def load_bundle(
     """Verify and load a bundle from a local directory or an ``s3://`` prefix.
 
     ``precision`` (see ``model.runtime``) is how the backbone computes; its weights load from
-    float32 whatever it is.
+    float32 whatever it is. ``int8`` quantizes the backbone with the bundle's calibration frames
+    the first time, then takes it from the cache (``model.quantize.int8_backbone``).
     """
     if not is_s3(uri):
         return _load_local(Path(uri), strategy, precision)
@@ -148,5 +165,28 @@ def _load_local(
             backbone = build_backbone(config.backbone, None)
         backbone.load_weights(root / BACKBONE_FILE)
         head = load_head(root)
+    lite = None
+    if runtime.precision == INT8:
+        from model.quantize import int8_backbone
+
+        check_precision(manifest, INT8)
+        model = int8_backbone(manifest["model_version"], backbone, read_calibration(root))
+        lite = LiteModel(model)
     source = manifest["backbone"]["weights_source"]
-    return Detector(config, backbone, head, strategy, source, runtime), manifest
+    return Detector(config, backbone, head, strategy, source, runtime, lite), manifest
+
+
+def check_precision(manifest: dict[str, Any], precision: str) -> None:
+    """Refuse, before any work starts, a precision that the bundle cannot run in."""
+    if precision == INT8 and CALIBRATION_FILE not in manifest.get("files", {}):
+        raise BundleError(
+            f"model {manifest['model_version']} holds no calibration frames "
+            f"({CALIBRATION_FILE}), which int8 needs: it was trained before int8 existed. "
+            "Train it again, or run it in float (--precision auto)"
+        )
+
+
+def read_calibration(root: Path) -> np.ndarray:
+    """The calibration frames of the verified bundle at ``root`` (``check_precision`` first)."""
+    with np.load(root / CALIBRATION_FILE, allow_pickle=False) as data:
+        return data["frames"]

@@ -11,6 +11,7 @@ import tensorflow as tf
 from model.backbone import RANDOM, build_backbone
 from model.config import DetectorConfig
 from model.head import build_head
+from model.litert import LiteModel
 from model.runtime import RuntimePlan, dtype_policy, replica_devices
 
 
@@ -29,7 +30,11 @@ def make_strategy(devices: list[str] | None = None) -> tf.distribute.Strategy:
 
 
 class Detector:
-    """Scores windows: uint8 frames [B, T, S, S, 3] with mask [B, T] -> fake probability [B]."""
+    """Scores windows: uint8 frames [B, T, S, S, 3] with mask [B, T] -> fake probability [B].
+
+    With ``lite_backbone`` (an int8 LiteRT twin of ``backbone``, see ``model.quantize``), frame
+    features come from it instead of the Keras backbone; the head always runs in Keras.
+    """
 
     def __init__(
         self,
@@ -39,6 +44,7 @@ class Detector:
         strategy: tf.distribute.Strategy,
         weights_source: str,
         runtime: RuntimePlan | None = None,
+        lite_backbone: LiteModel | None = None,
     ) -> None:
         self.config = config
         self.backbone = backbone
@@ -46,6 +52,7 @@ class Detector:
         self.strategy = strategy
         self.weights_source = weights_source
         self.runtime = runtime or RuntimePlan()
+        self.lite_backbone = lite_backbone
         # XLA for the backbone only: the head is tiny, and its LSTMs use cuDNN kernels on GPUs.
         backbone.jit_compile = self.runtime.jit_compile
         self._devices = replica_devices(strategy)
@@ -74,7 +81,13 @@ class Detector:
     def with_runtime(self, runtime: RuntimePlan) -> Detector:
         """The same models run another way; XLA takes effect only on models not yet called."""
         return Detector(
-            self.config, self.backbone, self.head, self.strategy, self.weights_source, runtime
+            self.config,
+            self.backbone,
+            self.head,
+            self.strategy,
+            self.weights_source,
+            runtime,
+            self.lite_backbone,
         )
 
     @property
@@ -86,13 +99,18 @@ class Detector:
         """The one batch shape the models ever see: a fixed number of rows per replica."""
         return self.runtime.chunk_per_replica * self.replicas
 
-    def _call(self, model: tf.keras.Model, chunk: tuple[np.ndarray, ...]) -> np.ndarray:
+    def _call(self, model: tf.keras.Model | LiteModel, chunk: tuple[np.ndarray, ...]) -> np.ndarray:
         """``model`` over one chunk of rows, split evenly over the replicas, as float32.
+
+        A LiteRT backbone runs on the CPU, outside the strategy, over the whole chunk.
 
         This is Keras' own predict function (with XLA where the model asks for it), called on
         the chunk directly: ``model.predict`` would first build a ``tf.data`` pipeline around
         it on every call, which cost a third of the backbone's speed on a 2-core CPU.
         """
+        if isinstance(model, LiteModel):
+            (frames,) = chunk
+            return model(frames=frames)
         rows, devices = self.runtime.chunk_per_replica, self._devices
 
         def shard(context: tf.distribute.experimental.ValueContext) -> tuple:
@@ -106,7 +124,7 @@ class Detector:
         model.make_predict_function()  # built once, on the first call
         return np.asarray(model.predict_function([step]), dtype=np.float32)
 
-    def predict(self, model: tf.keras.Model, *inputs: np.ndarray) -> np.ndarray:
+    def predict(self, model: tf.keras.Model | LiteModel, *inputs: np.ndarray) -> np.ndarray:
         """``model`` over inputs padded to a multiple of ``chunk`` rows, one chunk a call.
 
         A fixed batch shape means the prediction function is traced once, not once per batch
@@ -128,7 +146,7 @@ class Detector:
         """[N, S, S, 3] uint8 -> [N, D] float32, in one batched backbone call."""
         if len(frames) == 0:
             return np.zeros((0, self.config.backbone.feature_dim), np.float32)
-        return self.predict(self.backbone, frames)
+        return self.predict(self.lite_backbone or self.backbone, frames)
 
     def window_features(self, frames: np.ndarray, mask: np.ndarray) -> np.ndarray:
         """Features for the real frames of every window; padded slots stay zero."""

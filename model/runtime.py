@@ -6,7 +6,9 @@ precision they later run in, so one bundle (and one ``model_version``) serves CP
 - **Precision:** ``float32``; ``mixed_bfloat16`` (CPUs with AVX512_BF16 or AMX); ``mixed_float16``
   (GPUs). Mixed policies compute in 16 bits and keep float32 variables. ``auto`` picks
   ``mixed_float16`` on GPUs, ``mixed_bfloat16`` on CPUs that have bfloat16 instructions, else
-  ``float32``.
+  ``float32``. ``int8`` runs the backbone quantized in LiteRT (``model.quantize``) and the head in
+  float32; it is never picked by ``auto``, and rows it scores carry their own model version
+  (``scored_version``), since its scores differ slightly from the float ones.
 - **XLA:** on GPUs only; on CPUs it brought no gain.
 - **Batch shape:** every model call is padded to ``chunk_per_replica`` rows per replica. On a CPU
   that is :data:`CPU_CHUNK_PER_REPLICA`; on a GPU it grows with the device's memory.
@@ -26,8 +28,9 @@ if TYPE_CHECKING:  # TensorFlow loads only when a model is built, so the CLI sta
 FLOAT32 = "float32"
 MIXED_BFLOAT16 = "mixed_bfloat16"
 MIXED_FLOAT16 = "mixed_float16"
+INT8 = "int8"
 AUTO = "auto"
-PRECISIONS = (FLOAT32, MIXED_BFLOAT16, MIXED_FLOAT16)
+PRECISIONS = (FLOAT32, MIXED_BFLOAT16, MIXED_FLOAT16, INT8)
 
 # Rows per replica in every model call on a CPU (frames for the backbone, windows for the head).
 CPU_CHUNK_PER_REPLICA = 32
@@ -71,6 +74,11 @@ def resolve_precision(name: str, on_gpu: bool) -> str:
             return MIXED_FLOAT16
         return MIXED_BFLOAT16 if cpu_has_bfloat16() else FLOAT32
     return name
+
+
+def scored_version(model_version: str, precision: str) -> str:
+    """The model version a row records: the bundle's, marked when an int8 backbone scored it."""
+    return f"{model_version}-{INT8}" if precision == INT8 else model_version
 
 
 def chunk_for_memory(memory_bytes: int | None) -> int:
@@ -133,7 +141,8 @@ def dtype_policy(precision: str) -> Iterator[None]:
     import keras
 
     previous = keras.config.dtype_policy()
-    keras.config.set_dtype_policy(precision)
+    # An int8 detector's Keras backbone is the float32 model its LiteRT twin is made from.
+    keras.config.set_dtype_policy(FLOAT32 if precision == INT8 else precision)
     try:
         yield
     finally:

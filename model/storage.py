@@ -100,3 +100,10 @@ def fetch_tree(uri: str, dest_dir: str | Path) -> Path:
                 continue
             client.download_file(bucket, item["Key"], str(dest / name))
     return dest
+
+
+def user_cache_dir(*parts: str) -> Path:
+    """``$XDG_CACHE_HOME/deeptrust/...`` (``~/.cache`` by default): caches that any run may
+    rebuild, such as extracted features and quantized models."""
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base, "deeptrust", *parts)

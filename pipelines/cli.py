@@ -20,7 +20,9 @@ from pipelines.console import (
     EXIT_OK,
     EXIT_USAGE,
     Bar,
+    adaptive_sampling,
     add_precision_option,
+    add_sampling_options,
     emit,
     progress,
     progress_bars,
@@ -172,15 +174,17 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 def cmd_score(args: argparse.Namespace) -> int:
     _quiet_tensorflow()
     from model.bundle import load_bundle
+    from model.runtime import scored_version
     from model.storage import fetch, is_s3
     from pipelines.scan.decoders import ChildDecoders
     from pipelines.scan.one_video import local_ref, score_video
     from pipelines.scan.outcomes import Failed
 
+    adaptive = adaptive_sampling(args)
     detector, manifest = load_bundle(args.model, precision=args.precision)
     identity = {
         "video": args.video,
-        "model_version": manifest["model_version"],
+        "model_version": scored_version(manifest["model_version"], args.precision),
         "backbone_weights": manifest["backbone"]["weights_label"],
     }
     local = fetch(args.video)
@@ -193,6 +197,7 @@ def cmd_score(args: argparse.Namespace) -> int:
                 detector,
                 args.max_video_bytes,
                 detector.config.decision,
+                adaptive,
             )
     finally:
         if is_s3(args.video):
@@ -208,6 +213,17 @@ def cmd_score(args: argparse.Namespace) -> int:
         )
         return EXIT_FAILED
     emit({**identity, "status": "scored", **outcome.verdict})
+    return EXIT_OK
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    _quiet_tensorflow()
+    from model.export import export_bundle
+
+    progress(
+        f"export: {args.bundle} as {args.format} ({'int8' if args.int8 else 'float32'} backbone)"
+    )
+    emit({"out": args.out, **export_bundle(args.bundle, args.out, int8=args.int8)})
     return EXIT_OK
 
 
@@ -634,10 +650,26 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=cmd_evaluate)
 
+    p = sub.add_parser(
+        "export",
+        help="the detector as LiteRT files for edge devices, checked against the bundle's scores",
+    )
+    p.add_argument("bundle", help="bundle directory or s3:// prefix")
+    p.add_argument("--format", choices=("litert",), default="litert", help="(default: %(default)s)")
+    p.add_argument(
+        "--int8",
+        action="store_true",
+        help="quantize the backbone to int8 with the bundle's calibration frames (the head "
+        "stays float32)",
+    )
+    p.add_argument("--out", required=True, help="folder for the exported files")
+    p.set_defaults(func=cmd_export)
+
     p = sub.add_parser("score", help="a JSON verdict for one video")
     p.add_argument("video", help="local path or s3:// URI")
     p.add_argument("--model", required=True, help="bundle directory or s3:// prefix")
     add_precision_option(p, default="float32")
+    add_sampling_options(p)
     add_decode_limit_options(p)
     p.set_defaults(func=cmd_score)
 
@@ -917,8 +949,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def default_cache_dir() -> str:
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return os.path.join(base, "deeptrust", "features")
+    from model.storage import user_cache_dir
+
+    return str(user_cache_dir("features"))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -19,7 +19,10 @@ import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from model.adaptive import AdaptiveSampling
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -62,6 +65,42 @@ def add_precision_option(parser: argparse.ArgumentParser, default: str) -> None:
         "mixed_bfloat16 on CPUs with AVX512_BF16/AMX, mixed_float16 on GPUs, auto picks "
         "(default: %(default)s)",
     )
+
+
+def add_sampling_options(parser: argparse.ArgumentParser) -> None:
+    """``--sampling`` and adaptive sampling's settings (``model.adaptive``)."""
+    from model.adaptive import FULL, SAMPLINGS, AdaptiveSampling
+
+    parser.add_argument(
+        "--sampling",
+        choices=SAMPLINGS,
+        default=FULL,
+        help="full scores every window; adaptive scores --first_windows windows spread over the "
+        "video first, and the rest only when one of them is not clearly real "
+        "(default: %(default)s)",
+    )
+    parser.add_argument(
+        "--first_windows",
+        type=int,
+        default=AdaptiveSampling.first_windows,
+        help="windows of adaptive sampling's first pass (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--clear_share",
+        type=float,
+        default=AdaptiveSampling.clear_share,
+        help="a first pass whose every window scores below this share of the threshold settles "
+        "the video as real (default: %(default)s)",
+    )
+
+
+def adaptive_sampling(options: Any) -> AdaptiveSampling | None:
+    """The adaptive settings that parsed ``add_sampling_options`` give, or None for full."""
+    from model.adaptive import FULL, AdaptiveSampling
+
+    if options.sampling == FULL:
+        return None
+    return AdaptiveSampling(options.first_windows, options.clear_share)
 
 
 # --- quiet start-up ------------------------------------------------------------------------

@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 
+from model.adaptive import WindowScores
 from model.bundle import read_manifest
 from model.config import DecisionConfig
 from model.errors import BundleError
@@ -47,7 +48,9 @@ def test_a_batch_of_videos_scores_each_video_as_if_alone(bundle, small_config):
     assert {r.model_id for r in results} == {version}
     for result, clip in zip(results, clips, strict=True):
         alone = detector.score_windows(clip.frames, clip.mask)
-        np.testing.assert_allclose(result.inference, alone, rtol=1e-4, atol=1e-5)
+        np.testing.assert_array_equal(result.inference.indices, np.arange(clip.windows))
+        np.testing.assert_allclose(result.inference.scores, alone, rtol=1e-4, atol=1e-5)
+        assert result.inference.frames == clip.video.frames_analyzed
     assert handler.get_num_bytes(clips) == sum(c.frames.nbytes for c in clips)
 
 
@@ -69,7 +72,8 @@ def test_window_scores_become_a_flagged_row_pending_review():
         frames_analyzed=16,
     )
     decision = DecisionConfig(threshold=0.5, aggregation="max")
-    row = result_row(scored(video, np.array([0.2, 0.9]), decision), "m1")
+    windows = WindowScores(np.arange(2), np.array([0.2, 0.9]), 16)
+    row = result_row(scored(video, windows, decision), "m1")
     assert row["video_uri"] == "s3://b/v.mp4"
     assert row["content_version"] == "etag:x:size:3"
     assert row["model_version"] == "m1"

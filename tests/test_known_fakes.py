@@ -14,13 +14,12 @@ from pathlib import Path
 import apache_beam as beam
 import boto3
 import cv2
-import numpy as np
 import pytest
 from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.ml.inference.base import ModelHandler, PredictionResult
 from apache_beam.options.pipeline_options import PipelineOptions
 from media import copy_clip, unrelated_clip
-from scanning import table
+from scanning import every_window, table
 
 from model.video import probe
 from pipelines.moderation.review import Review, open_database, record_review
@@ -55,8 +54,8 @@ class CountingHandler(ModelHandler[VideoClip, PredictionResult, None]):
         return [
             PredictionResult(
                 clip.video,
-                np.full(
-                    clip.windows, 0.9 if Path(clip.video.ref.uri).name.startswith("fake") else 0.1
+                every_window(
+                    clip, 0.9 if Path(clip.video.ref.uri).name.startswith("fake") else 0.1
                 ),
                 VERSION,
             )

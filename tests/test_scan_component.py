@@ -22,7 +22,7 @@ from apache_beam.ml.inference.base import ModelHandler, PredictionResult
 from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.testing import test_pipeline
 from apache_beam.testing.util import assert_that, equal_to
-from scanning import scan_run, table
+from scanning import every_window, scan_run, table
 
 from model.config import DetectorConfig
 from model.errors import VideoError
@@ -56,7 +56,7 @@ class FakeHandler(ModelHandler[VideoClip, PredictionResult, None]):
         self, batch: Sequence[VideoClip], model: None, inference_args: dict | None = None
     ) -> list[PredictionResult]:
         return [
-            PredictionResult(clip.video, np.full(clip.windows, score_of(clip.video.ref)), VERSION)
+            PredictionResult(clip.video, every_window(clip, score_of(clip.video.ref)), VERSION)
             for clip in batch
         ]
 

@@ -16,6 +16,7 @@ import apache_beam as beam
 import numpy as np
 from apache_beam.ml.inference.base import ModelHandler, PredictionResult, RunInference
 
+from model.adaptive import AdaptiveSampling, WindowScores, score_videos
 from model.bundle import load_bundle
 from model.config import DecisionConfig
 from model.detector import Detector
@@ -28,7 +29,9 @@ from pipelines.scan.outcomes import Scored
 
 
 class WindowModelHandler(ModelHandler[VideoClip, PredictionResult, Future[Detector]]):
-    """VideoClips -> one PredictionResult per video, holding its window scores."""
+    """VideoClips -> one PredictionResult per video, holding its WindowScores.
+
+    ``model_version`` is the bundle's; ``adaptive`` turns adaptive sampling on."""
 
     def __init__(
         self,
@@ -36,6 +39,7 @@ class WindowModelHandler(ModelHandler[VideoClip, PredictionResult, Future[Detect
         model_version: str,
         max_batch_windows: int,
         precision: str = FLOAT32,
+        adaptive: AdaptiveSampling | None = None,
     ) -> None:
         if max_batch_windows < 1:
             raise ValueError("max_batch_windows must be at least 1")
@@ -43,6 +47,8 @@ class WindowModelHandler(ModelHandler[VideoClip, PredictionResult, Future[Detect
         self._model_version = model_version
         self._max_batch_windows = max_batch_windows
         self._precision = precision
+        self._adaptive = adaptive
+        self._windows_scored = metrics.distribution("windows_per_verdict")
         self._batch_windows = metrics.distribution("inference_batch_windows")
         self._inference_ms = metrics.distribution("inference_ms")
 
@@ -77,21 +83,26 @@ class WindowModelHandler(ModelHandler[VideoClip, PredictionResult, Future[Detect
         inference_args: dict[str, Any] | None = None,
     ) -> list[PredictionResult]:
         detector = model.result()
-        frames = np.concatenate([clip.frames for clip in batch])
-        mask = np.concatenate([clip.mask for clip in batch])
         step = self._max_batch_windows
-        self._batch_windows.update(len(frames))
-        with metrics.timed_ms(self._inference_ms):
-            scores = np.concatenate(
+
+        def score(frames: np.ndarray, mask: np.ndarray) -> np.ndarray:
+            self._batch_windows.update(len(frames))
+            return np.concatenate(
                 [
                     detector.score_windows(frames[i : i + step], mask[i : i + step])
                     for i in range(0, len(frames), step)
                 ]
             )
-        splits = np.cumsum([clip.windows for clip in batch])[:-1]
+
+        videos = [(clip.frames, clip.mask) for clip in batch]
+        threshold = detector.config.decision.threshold
+        with metrics.timed_ms(self._inference_ms):
+            results = score_videos(score, videos, threshold, self._adaptive)
+        for result in results:
+            self._windows_scored.update(len(result.indices))
         return [
-            PredictionResult(clip.video, video_scores, self._model_version)
-            for clip, video_scores in zip(batch, np.split(scores, splits), strict=True)
+            PredictionResult(clip.video, result, self._model_version)
+            for clip, result in zip(batch, results, strict=True)
         ]
 
     def get_num_bytes(self, batch: Sequence[VideoClip]) -> int:
@@ -101,9 +112,12 @@ class WindowModelHandler(ModelHandler[VideoClip, PredictionResult, Future[Detect
         return metrics.NAMESPACE
 
 
-def scored(video: DecodedVideo, scores: np.ndarray, decision: DecisionConfig) -> Scored:
-    """A video's outcome from its window scores: the verdict that ``decision`` gives them."""
-    body = verdict(scores, video.starts, video.ends, video.frames_analyzed, video.info, decision)
+def scored(video: DecodedVideo, windows: WindowScores, decision: DecisionConfig) -> Scored:
+    """A video's outcome from the windows it was scored on: the verdict ``decision`` gives."""
+    at = windows.indices
+    body = verdict(
+        windows.scores, video.starts[at], video.ends[at], windows.frames, video.info, decision
+    )
     return Scored(video.ref, body, video.fingerprint)
 
 

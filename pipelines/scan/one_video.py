@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from model.adaptive import AdaptiveSampling, score_videos
 from model.config import DecisionConfig
 from model.detector import Detector
 from pipelines.scan.decode import decode_video
@@ -31,11 +32,13 @@ def score_video(
     detector: Detector,
     max_bytes: int,
     decision: DecisionConfig,
+    adaptive: AdaptiveSampling | None = None,
 ) -> Outcome:
-    """``ref`` decoded by ``sampler`` and scored by ``detector``: Scored, or Failed with the
-    reason the scan would give."""
+    """``ref`` decoded by ``sampler`` and scored by ``detector`` (on every window, or adaptively):
+    Scored, or Failed with the reason the scan would give."""
     decoded = decode_video(ref, sampler, max_bytes)
     if isinstance(decoded, Failed):
         return decoded
-    scores = detector.score_windows(decoded.frames, decoded.mask)
-    return scored(decoded.video, scores, decision)
+    videos = [(decoded.frames, decoded.mask)]
+    (windows,) = score_videos(detector.score_windows, videos, decision.threshold, adaptive)
+    return scored(decoded.video, windows, decision)

@@ -7,8 +7,14 @@ import argparse
 
 from apache_beam.options.pipeline_options import PipelineOptions
 
+from model.adaptive import AdaptiveSampling
 from model.runtime import FLOAT32
-from pipelines.console import DEFAULT_DB_URL, add_precision_option
+from pipelines.console import (
+    DEFAULT_DB_URL,
+    adaptive_sampling,
+    add_precision_option,
+    add_sampling_options,
+)
 from pipelines.scan import metrics
 from pipelines.scan.isolation import SPARE_AFTER_S
 from pipelines.scan.limits import DecodeLimits, add_decode_limit_options
@@ -118,6 +124,7 @@ class ScanOptions(PipelineOptions):
         )
         add_match_options(parser)
         add_precision_option(parser, default=FLOAT32)
+        add_sampling_options(parser)
         parser.add_argument(
             "--pushgateway",
             help="Prometheus Pushgateway URL that gets the run's metrics at its end "
@@ -150,6 +157,7 @@ class ScanOptions(PipelineOptions):
             raise ValueError("--min_batch_windows must not exceed --max_batch_windows")
         if self.shard:
             parse_shard(self.shard)
+        _ = self.adaptive  # AdaptiveSampling refuses settings out of range
         _ = self.known_fakes  # MatchSettings refuses thresholds out of range
 
     @property
@@ -171,6 +179,11 @@ class ScanOptions(PipelineOptions):
     @property
     def db_retry(self) -> database.Retry:
         return database.Retry(attempts=self.db_attempts, backoff_s=self.db_retry_backoff_s)
+
+    @property
+    def adaptive(self) -> AdaptiveSampling | None:
+        """Adaptive sampling's settings, or None when every window is scored."""
+        return adaptive_sampling(self)
 
     @property
     def known_fakes(self) -> KnownFakes:

@@ -40,8 +40,9 @@ from apache_beam.options.pipeline_options import PipelineOptions, StandardOption
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
-from model.bundle import detector_config, read_bundle_manifest
+from model.bundle import check_precision, detector_config, read_bundle_manifest
 from model.errors import BundleError
+from model.runtime import scored_version
 from model.storage import is_s3, prefer_standard_retries
 from pipelines.console import EXIT_FAILED, EXIT_OK, EXIT_USAGE, emit, progress
 from pipelines.scan import metrics
@@ -118,7 +119,7 @@ def summarize(run: dict[str, Any], manifest: dict[str, Any]) -> dict[str, Any]:
     summary = {key: run[key] for key in keys}
     summary.update(
         input=run["input_uri"],
-        model_version=manifest["model_version"],
+        model_version=run["model_version"],
         backbone_weights=manifest["backbone"]["weights_label"],
         seconds=round((run["finished_at"] - run["started_at"]).total_seconds(), 1),
     )
@@ -149,6 +150,7 @@ def run(
     standard = options.view_as(StandardOptions)
     standard.runner = resolve_runner(standard.runner)
     manifest = read_bundle_manifest(scan.model)
+    check_precision(manifest, scan.precision)
     try:
         config = detector_config(manifest)
     except ValueError as err:
@@ -161,7 +163,7 @@ def run(
         migrate(engine)
         tables = database.Tables.reflect(engine)
         run_id = new_run_id()
-        version = manifest["model_version"]
+        version = scored_version(manifest["model_version"], scan.precision)
         runner = standard.runner.rsplit(".", 1)[-1]
         for dead in runs.reap(engine, tables.runs, scan.liveness, retry):
             progress(f"scan {dead} is no longer running: marked abandoned")
@@ -173,7 +175,11 @@ def run(
             )
             pipeline = beam.Pipeline(options=options) if test_pipeline is None else test_pipeline
             handler = WindowModelHandler(
-                scan.model, version, scan.max_batch_windows, scan.precision
+                scan.model,
+                manifest["model_version"],
+                scan.max_batch_windows,
+                scan.precision,
+                scan.adaptive,
             )
             if decoders is None:
                 decoders = ChildDecoders(size=scan.decoders)

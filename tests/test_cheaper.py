@@ -233,8 +233,8 @@ def test_an_int8_adaptive_scan_records_its_precision_and_the_windows_it_used(
         "2",
     )
     assert summary["model_version"] == f"{version}-int8"
-    full = {r["video_uri"]: r for r in every_row(db_full, "moderation_results")}
-    fast = {r["video_uri"]: r for r in every_row(db_fast, "moderation_results")}
+    full = {r["video_uri"]: r for r in every_row(db_full, "results")}
+    fast = {r["video_uri"]: r for r in every_row(db_fast, "results")}
     assert full.keys() == fast.keys() and len(full) == 12
     assert {r["model_version"] for r in fast.values()} == {f"{version}-int8"}
     for uri, row in fast.items():

@@ -20,7 +20,7 @@ import io
 import json
 import os
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -28,12 +28,17 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from model.config import DetectorConfig
+from model.errors import VideoError
 from model.hashing import sha256_file
 from model.storage import user_cache_dir
+from model.video import WindowSampler
 
 # Frames a bundle keeps for calibration: enough to settle each layer's activation range, small
 # enough (under 10 MB at 224 px) to travel in every bundle.
 CALIBRATION_FRAMES = 64
+# Videos whose frames calibrate a bundle's int8 backbone.
+CALIBRATION_VIDEOS = 8
 # Calibration frames are fed this many at a time.
 _CALIBRATION_BATCH = 8
 
@@ -46,6 +51,25 @@ def pick_calibration(windows: Sequence[tuple[np.ndarray, np.ndarray]], count: in
         raise ValueError("calibration needs at least one decoded frame")
     picks = np.unique(np.linspace(0, len(frames) - 1, min(count, len(frames))).round().astype(int))
     return frames[picks]
+
+
+def calibration_frames(
+    config: DetectorConfig, paths: Sequence[str], progress: Callable[[str], None]
+) -> np.ndarray:
+    """Frames for calibrating an int8 backbone: spread over a few of ``paths`` (the training
+    videos), cropped as the scan crops them."""
+    step = max(1, len(paths) // CALIBRATION_VIDEOS)
+    sampler = WindowSampler(config)
+    windows = []
+    for path in list(paths)[::step][:CALIBRATION_VIDEOS]:
+        try:
+            sampled = sampler.sample(path)
+        except VideoError:
+            continue
+        windows.append((sampled.frames, sampled.mask))
+    frames = pick_calibration(windows, CALIBRATION_FRAMES)
+    progress(f"int8 calibration: {len(frames)} frames from {len(windows)} videos, for int8")
+    return frames
 
 
 def _quietly_convert(converter: tf.lite.TFLiteConverter) -> bytes:

@@ -40,7 +40,7 @@ from model.finetune import FineTuneOptions, tune_backbone
 from model.hashing import sha256_file
 from model.metrics import summary, threshold_for_fpr, threshold_support, threshold_warning
 from model.progress import eta_text
-from model.quantize import CALIBRATION_FRAMES, pick_calibration
+from model.quantize import calibration_frames
 from model.runtime import AUTO, plan_runtime
 from model.selfblend import BlendConfig
 from model.video import WindowSampler
@@ -49,8 +49,6 @@ from model.video import WindowSampler
 # blending leaves behind: ``train`` warns.
 FEW_REAL_VIDEOS = 500
 CHECKPOINT_DIR = ".checkpoint"
-# Training videos whose frames calibrate the bundle's int8 backbone.
-CALIBRATION_VIDEOS = 8
 LANDMARK_MODEL = "MTCNN five-point landmarks (mtcnn wheel, MIT licence), outline drawn around them"
 
 
@@ -239,25 +237,6 @@ def train(
     )
     shutil.rmtree(Path(out) / CHECKPOINT_DIR, ignore_errors=True)
     return manifest
-
-
-def calibration_frames(
-    config: DetectorConfig, paths: Sequence[str], progress: Callable[[str], None]
-) -> np.ndarray:
-    """Frames for calibrating an int8 backbone: spread over a few training videos, cropped as
-    the scan crops them."""
-    step = max(1, len(paths) // CALIBRATION_VIDEOS)
-    sampler = WindowSampler(config)
-    windows = []
-    for path in list(paths)[::step][:CALIBRATION_VIDEOS]:
-        try:
-            sampled = sampler.sample(path)
-        except VideoError:
-            continue
-        windows.append((sampled.frames, sampled.mask))
-    frames = pick_calibration(windows, CALIBRATION_FRAMES)
-    progress(f"train: {len(frames)} calibration frames from {len(windows)} videos, for int8")
-    return frames
 
 
 def fit_head(detector, train_data, val_data, options, backup, progress) -> int:

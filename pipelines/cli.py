@@ -256,7 +256,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
         return load_check(args)
     if args.bank:
         return bank_bench(args)
-    from pipelines.bench.throughput import BenchSettings, format_report, run_bench
+    from pipelines.bench.suite import format_report, run_bench
+    from pipelines.bench.throughput import BenchSettings
 
     settings = BenchSettings(
         videos=args.videos,
@@ -269,10 +270,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         long_seconds=args.long_seconds,
         seed=args.seed,
     )
-    measure_options = None
-    if args.compare_options:
-        from pipelines.bench.options import measure_options
-    result = run_bench(settings, progress, measure_options)
+    result = run_bench(settings, progress, with_options=args.compare_options)
     if args.json:
         emit(result)
     else:

@@ -20,7 +20,8 @@ from model.frames import plan_windows
 from model.runtime import PRECISIONS
 from pipelines.bench.options import ONEDNN_ENV, chunk_rows, onednn_rows, precision_rows
 from pipelines.bench.prototype import PROTOTYPE_STEP, first_frames
-from pipelines.bench.throughput import Workspace, format_report, list_videos, loop_clip, scan_shape
+from pipelines.bench.suite import format_report
+from pipelines.bench.throughput import Workspace, list_videos, loop_clip, scan_shape
 
 CONTRACT = (
     "decode_fps",
@@ -81,6 +82,23 @@ def test_the_scan_counts_every_window_of_the_whole_video(bench_result, bundle):
     assert planned > config.sampling.frames_per_window, "more than the prototype's one window"
     assert bench_result["scan_frames"] == 2 * planned
     assert bench_result["frames_per_video"] == planned
+
+
+@pytest.mark.e2e
+def test_cheaper_verdicts_are_measured_beside_todays_scan(bench_result):
+    r = bench_result
+    assert r["videos_per_min_full"] == r["scan_videos_per_min"]  # the full scan is today's scan
+    for name in ("full", "adaptive", "int8", "fast"):
+        assert r[f"videos_per_min_{name}"] > 0, name
+        # one real and one fake video: the AUC is 0 or 1, and partial fakes may be absent
+        assert r[f"auc_{name}"] in (0.0, 1.0), name
+    # adaptive sampling never rests a verdict on more windows than full sampling
+    assert r["frames_per_verdict_adaptive"] <= r["frames_per_verdict_full"]
+    assert r["frames_per_verdict_fast"] <= r["frames_per_verdict_int8"]
+    assert r["frames_per_verdict_int8"] == r["frames_per_verdict_full"]
+    assert r["fast_vs_full"] == round(r["videos_per_min_fast"] / r["videos_per_min_full"], 3)
+    assert 0 <= r["max_score_difference_int8"] < 0.15  # the bound of tests/test_cheaper.py
+    assert r["int8_quantize_s"] > 0
 
 
 @pytest.mark.e2e

@@ -199,7 +199,7 @@ def test_an_export_runs_in_litert_alone_and_matches_the_bundle(
     assert edge.returncode == 0, edge.stderr
     result = json.loads(edge.stdout.strip().splitlines()[-1])
     assert result["tensorflow"] is False
-    float32, manifest = load_bundle(str(bundle), precision="float32")
+    float32, _ = load_bundle(str(bundle), precision="float32")
     expected, _ = scores_of(float32, held_out_windows)
     for want, got in zip(expected, result["scores"], strict=True):
         np.testing.assert_allclose(got, want, atol=SCORE_BOUND)

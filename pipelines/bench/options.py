@@ -143,6 +143,6 @@ def measure_options(
     progress("bench options: oneDNN CPU kernels")
     rows += onednn_rows(space, frames, mask)
     progress("bench options: the scan on one worker thread")
-    single, _ = measure_scan(space, space.detector.runtime.precision, SINGLE_WORKER)
+    single = measure_scan(space, space.detector.runtime.precision, SINGLE_WORKER).rate
     rows.append(row("scan", "1 worker thread", "scan_fps", single, scanned, "the fast path"))
     return rows

@@ -26,19 +26,20 @@ import tempfile
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import cv2
 import numpy as np
 from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from model.backbone import RANDOM
 from model.bundle import load_bundle, save_bundle
 from model.config import BackboneConfig, DetectorConfig
 from model.detector import Detector
+from model.quantize import calibration_frames
 from model.runtime import AUTO, FLOAT32
 from model.synth import write_corpus, write_video
 from pipelines.bench.memory import in_fresh_process, peak_rss_mb, reset_peak_rss
@@ -109,6 +110,8 @@ class Workspace:
     bundle: str
     detector: Detector
     manifest: dict[str, Any]
+    # Each video's label (1 = fake) and whether only part of it is manipulated, by path.
+    labels: dict[str, tuple[int, bool]] = field(default_factory=dict)
 
 
 # --- inputs ----------------------------------------------------------------------------------
@@ -149,38 +152,66 @@ def loop_clip(source: str, out: Path, seconds: float) -> Path:
     return write_video(out, (cycle[index % len(cycle)] for index in range(count)), fps)
 
 
-def synth_corpus(out: Path, settings: BenchSettings, progress: Callable[[str], None]) -> Path:
-    """A synthetic corpus whose videos are looped to ``video_seconds``, a typical upload length."""
+def synth_corpus(
+    out: Path, settings: BenchSettings, progress: Callable[[str], None]
+) -> tuple[Path, dict[str, tuple[int, bool]]]:
+    """A synthetic corpus whose videos are looped to ``video_seconds``, a typical upload length,
+    and each video's label (1 = fake) and whether only part of it is manipulated."""
     short = write_corpus(out / "synth", settings.videos, seed=settings.seed)
     corpus = out / "corpus"
+    labels = {}
     for video in short:
-        loop_clip(
+        looped = loop_clip(
             str(video.path), corpus / video.path.relative_to(out / "synth"), settings.video_seconds
         )
+        partial = video.manipulated_start_s is not None and (
+            video.manipulated_start_s > 0 or video.manipulated_end_s < video.seconds
+        )
+        labels[str(looped)] = (int(video.label == "fake"), partial)
     progress(f"bench: {len(short)} synthetic videos of {settings.video_seconds:g} s in {corpus}")
-    return corpus
+    return corpus, labels
 
 
-def random_bundle(out: Path, image_size: int) -> str:
-    """A bundle with the default settings and an untrained (random) backbone and head."""
+def folder_labels(videos: Sequence[str]) -> dict[str, tuple[int, bool]]:
+    """Labels of a corpus laid out in real/ and fake/ folders (partial manipulation unknown)."""
+    return {
+        path: (int(Path(path).parent.name == "fake"), False)
+        for path in videos
+        if Path(path).parent.name in ("real", "fake")
+    }
+
+
+def random_bundle(out: Path, image_size: int, videos: Sequence[str]) -> str:
+    """A bundle with the default settings and an untrained (random) backbone and head, its int8
+    calibration frames taken from ``videos``."""
     config = DetectorConfig(backbone=BackboneConfig(input_size=image_size))
     detector = Detector.build(config, RANDOM)
-    save_bundle(out, detector, metrics={}, training={"source": "deeptrust bench, untrained"})
+    save_bundle(
+        out,
+        detector,
+        metrics={},
+        training={"source": "deeptrust bench, untrained"},
+        calibration=calibration_frames(config, videos, lambda _: None),
+    )
     return str(out)
 
 
 def prepare(root: Path, settings: BenchSettings, progress: Callable[[str], None]) -> Workspace:
-    corpus = Path(settings.corpus) if settings.corpus else synth_corpus(root, settings, progress)
+    if settings.corpus:
+        corpus, labels = Path(settings.corpus), None
+    else:
+        corpus, labels = synth_corpus(root, settings, progress)
     videos = list_videos(corpus)
     if not videos:
         raise ValueError(f"{corpus} holds no video")
-    bundle = settings.model or random_bundle(root / "bundle", settings.image_size)
+    bundle = settings.model or random_bundle(root / "bundle", settings.image_size, videos)
     detector, manifest = load_bundle(bundle, precision=settings.precision)
     progress(
         f"bench: {len(videos)} videos, model {manifest['model_version']} "
         f"({manifest['backbone']['weights_label']}), precision {detector.runtime.precision}"
     )
-    return Workspace(root, str(corpus), videos, bundle, detector, manifest)
+    labels = labels if labels is not None else folder_labels(videos)
+    return Workspace(root, str(corpus), videos, bundle, detector, manifest, labels)
 
 
 # --- measurements ----------------------------------------------------------------------------
@@ -251,23 +282,36 @@ class PrototypeLoop:
         )
 
 
-def scan_frames(db_url: str, run_id: str) -> int:
-    """Frames the run's verdicts rest on, as the moderation table records them."""
+@dataclass(frozen=True)
+class Scanned:
+    """One scan of the bench's corpus: its rate, summary, and each video's score."""
+
+    rate: Rate
+    summary: dict[str, Any]
+    scores: dict[str, float]
+
+    @property
+    def videos_per_min(self) -> float:
+        return 60 * self.summary["scored"] / self.rate.seconds
+
+
+def scan_results(db_url: str, run_id: str) -> tuple[int, dict[str, float]]:
+    """Frames the run's verdicts rest on, as the moderation table records them, and each
+    video's score."""
     engine = database.connect(db_url)
     try:
         results = database.Tables.reflect(engine).results
-        query = select(func.coalesce(func.sum(results.c.frames_analyzed), 0)).where(
+        query = select(results.c.video_uri, results.c.score, results.c.frames_analyzed).where(
             results.c.run_id == run_id
         )
         with engine.connect() as conn:
-            return int(conn.execute(query).scalar_one())
+            rows = conn.execute(query).all()
+        return sum(r.frames_analyzed or 0 for r in rows), {r.video_uri: r.score for r in rows}
     finally:
         engine.dispose()
 
 
-def measure_scan(
-    space: Workspace, precision: str, scan_args: Sequence[str]
-) -> tuple[Rate, dict[str, Any]]:
+def measure_scan(space: Workspace, precision: str, scan_args: Sequence[str]) -> Scanned:
     """``pipelines.scan.run`` from start to finish over the corpus, into a fresh SQLite file."""
     fd, name = tempfile.mkstemp(prefix="bench-", suffix=".db", dir=space.root)
     os.close(fd)
@@ -278,7 +322,8 @@ def measure_scan(
     seconds = time.perf_counter() - start
     if summary["errors"] or summary["scored"] != summary["videos_seen"]:
         raise RuntimeError(f"the bench's scan did not score every video: {summary}")
-    return Rate(scan_frames(db_url, summary["run_id"]), seconds), summary
+    frames, scores = scan_results(db_url, summary["run_id"])
+    return Scanned(Rate(frames, seconds), summary, scores)
 
 
 def decode_and_score(bundle: str, video: str, precision: str) -> float:
@@ -327,92 +372,3 @@ def scan_shape(scan_args: Sequence[str]) -> tuple[int, int]:
 
 def ratio(numerator: float, denominator: float) -> float:
     return round(numerator / denominator, 3)
-
-
-# ``--options``: measures more rows on the run's workspace, its decoded windows, batch size and
-# scan (``pipelines.bench.options.measure_options``), handed in by the command line.
-OptionsMeasure = Callable[..., list[dict[str, Any]]]
-
-
-def run_bench(
-    settings: BenchSettings,
-    progress: Callable[[str], None],
-    measure_options: OptionsMeasure | None = None,
-) -> dict[str, Any]:
-    """Every measurement in one run; returns the numbers and their ratios."""
-    with tempfile.TemporaryDirectory(prefix="deeptrust-bench-") as tmp:
-        space = prepare(Path(tmp), settings, progress)
-        precision = space.detector.runtime.precision
-        batch, workers = scan_shape(settings.scan_args)
-        progress("bench: decoding")
-        decode, decoded = measure_decode(space)
-        frames, mask = stacked_windows(decoded)
-        del decoded  # the stacked copy is all the model needs
-        loop = PrototypeLoop(space.bundle, space.videos[0])
-        looped = space.videos[:PROTOTYPE_VIDEOS]
-        half, looped_half = len(frames) // 2, len(looped) // 2
-        progress("bench: the model alone and the prototype's loop, first halves")
-        model = measure_model(space.detector, frames[:half], mask[:half], batch, workers)
-        prototype = loop.measure(looped[:looped_half])
-        progress("bench: the scan")
-        scanned, summary = measure_scan(space, precision, settings.scan_args)
-        progress("bench: the model alone and the prototype's loop, second halves")
-        model += measure_model(space.detector, frames[half:], mask[half:], batch, workers)
-        prototype += loop.measure(looped[looped_half:])
-        progress("bench: peak memory, short and long video")
-        rss_short, rss_long = measure_peak_rss(space, settings)
-        result = {
-            "decode_fps": round(decode.fps, 2),
-            "model_fps": round(model.fps, 2),
-            "prototype_fps": round(prototype.fps, 2),
-            "scan_fps": round(scanned.fps, 2),
-            "scan_videos_per_min": round(60 * summary["scored"] / scanned.seconds, 2),
-            "peak_rss_short_mb": round(rss_short, 1),
-            "peak_rss_long_mb": round(rss_long, 1),
-            "scan_vs_model": ratio(scanned.fps, model.fps),
-            "scan_vs_prototype": ratio(scanned.fps, prototype.fps),
-            "model_vs_prototype": ratio(model.fps, prototype.fps),
-            "decode_vs_model": ratio(decode.fps, model.fps),
-            "rss_long_vs_short": ratio(rss_long, rss_short),
-            "precision": precision,
-            "prototype_precision": FLOAT32,
-            "videos": len(space.videos),
-            "scan_frames": scanned.frames,
-            "scan_seconds": round(scanned.seconds, 1),
-            "frames_per_video": round(scanned.frames / len(space.videos), 1),
-            "image_size": space.detector.config.backbone.input_size,
-            "model_version": space.manifest["model_version"],
-            "backbone_weights": space.manifest["backbone"]["weights_label"],
-            "scan_args": list(settings.scan_args),
-            "cpus": os.cpu_count(),
-            "load_average_1m": round(os.getloadavg()[0], 2),
-        }
-        if measure_options is not None:
-            result["options"] = measure_options(space, frames, mask, batch, scanned, progress)
-    return result
-
-
-def format_report(result: dict[str, Any]) -> str:
-    """The numbers and ratios as text, for people; ``--json`` prints ``result`` itself."""
-    lines = [
-        f"model {result['model_version']} ({result['backbone_weights']}), "
-        f"{result['image_size']} px, {result['precision']}; {result['videos']} videos, "
-        f"{result['frames_per_video']} frames each; {result['cpus']} CPUs, "
-        f"load {result['load_average_1m']}",
-        f"{'decode':>10}: {result['decode_fps']:8.2f} frames/s",
-        f"{'model':>10}: {result['model_fps']:8.2f} frames/s (the limit)",
-        f"{'prototype':>10}: {result['prototype_fps']:8.2f} frames/s "
-        f"({result['prototype_precision']}, first window only)",
-        f"{'scan':>10}: {result['scan_fps']:8.2f} frames/s, "
-        f"{result['scan_videos_per_min']:.2f} videos/min (whole videos, start-up included)",
-        f"scan/model {result['scan_vs_model']}, scan/prototype {result['scan_vs_prototype']}, "
-        f"decode/model {result['decode_vs_model']}",
-        f"peak RSS: {result['peak_rss_short_mb']} MiB short video, "
-        f"{result['peak_rss_long_mb']} MiB long video (x{result['rss_long_vs_short']})",
-    ]
-    for row in result.get("options", []):
-        lines.append(
-            f"option {row['option']:>10} = {row['value']:<16} {row['measure']:>9} "
-            f"{row['fps']:8.2f} frames/s  x{row['ratio']} vs {row['baseline']}"
-        )
-    return "\n".join(lines)

@@ -1,0 +1,84 @@
+"""`deeptrust bench`: cheaper verdicts side by side, each a whole scan of the same corpus.
+
+- ``full``: today's scan, every window, in the fastest float precision (the bench's own scan);
+- ``adaptive``: adaptive sampling (``model.adaptive``) in the same precision;
+- ``int8``: every window, the backbone in int8 (``model.quantize``);
+- ``fast``: adaptive sampling with int8.
+
+Each gets videos a minute, frames per verdict, and the video AUC on the corpus's labels (real/
+and fake/ folders), over all videos and over the real videos with the partly manipulated fakes
+only (the synthetic corpus knows which fakes are partial). The int8 backbone is
+quantized before the timed scans, in a cache of the bench's own, and that time is reported apart.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from model.adaptive import ADAPTIVE
+from model.bundle import load_bundle
+from model.metrics import roc_auc
+from model.runtime import INT8
+from pipelines.bench.throughput import Scanned, Workspace, measure_scan, ratio
+from pipelines.environment import environment
+
+
+def auc_of(
+    scanned: Scanned, labels: dict[str, tuple[int, bool]], partial_only: bool
+) -> float | None:
+    """Video AUC of one scan's scores; None where the corpus lacks either class."""
+    pairs = [
+        (label, scanned.scores[uri])
+        for uri, (label, partial) in labels.items()
+        if uri in scanned.scores and (not partial_only or label == 0 or partial)
+    ]
+    found = {label for label, _ in pairs}
+    if found != {0, 1}:
+        return None
+    y, s = np.array([p[0] for p in pairs]), np.array([p[1] for p in pairs])
+    return round(roc_auc(y, s), 4)
+
+
+def measure_cheaper(
+    space: Workspace,
+    precision: str,
+    scan_args: tuple[str, ...],
+    full: Scanned,
+    progress: Callable[[str], None],
+) -> dict[str, Any]:
+    """Scan the corpus three more ways beside ``full`` and report each, keyed by its name."""
+    labels = space.labels
+    with environment({"XDG_CACHE_HOME": str(Path(space.root) / "cache")}):
+        progress("bench: quantizing the backbone to int8")
+        start = time.perf_counter()
+        load_bundle(space.bundle, precision=INT8)
+        quantize_s = time.perf_counter() - start
+        scans = {"full": full}
+        for name, scan_precision, sampling in (
+            ("fast", INT8, ADAPTIVE),
+            ("adaptive", precision, ADAPTIVE),
+            ("int8", INT8, "full"),
+        ):
+            progress(f"bench: the scan, {name} ({scan_precision}, {sampling} sampling)")
+            scans[name] = measure_scan(
+                space, scan_precision, (*scan_args, f"--sampling={sampling}")
+            )
+    result: dict[str, Any] = {"int8_quantize_s": round(quantize_s, 1)}
+    for name, scanned in scans.items():
+        result |= {
+            f"videos_per_min_{name}": round(scanned.videos_per_min, 2),
+            f"frames_per_verdict_{name}": round(scanned.rate.frames / len(space.videos), 1),
+            f"auc_{name}": auc_of(scanned, labels, partial_only=False),
+            f"auc_partial_{name}": auc_of(scanned, labels, partial_only=True),
+        }
+    result["fast_vs_full"] = ratio(scans["fast"].videos_per_min, full.videos_per_min)
+    result["partial_fakes"] = sum(partial for _, partial in labels.values())
+    result["max_score_difference_int8"] = round(
+        max(abs(scans["int8"].scores[uri] - full.scores[uri]) for uri in full.scores), 4
+    )
+    return result

@@ -270,4 +270,6 @@ def test_beam_metrics_count_the_scan_as_it_runs(corpus, bundle, tmp_path):
     windows = committed("windows")
     assert batches.sum == windows and batches.count >= 1
     assert committed("inference_ms").count == batches.count
+    verdicts = committed("windows_per_verdict")  # full sampling: every window of every video
+    assert (verdicts.count, verdicts.sum) == (3, windows)
     assert committed("decode_ms").count == 4

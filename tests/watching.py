@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,12 +49,17 @@ class Uploads:
         )
 
 
-def notifying_bucket(endpoint: str, bucket: str = "uploads-bucket") -> Uploads:
-    """Make ``bucket``, a queue and a dead-letter queue, and have the bucket notify the queue of
-    every created object, as infra/watch/notification.json sets it up on AWS."""
+def notifying_bucket(endpoint: str) -> Uploads:
+    """Make a bucket, a queue and a dead-letter queue, and have the bucket notify the queue of
+    every created object, as infra/watch/notification.json sets it up on AWS.
+
+    Names are new each time: moto servers in one process share their state.
+    """
+    suffix = uuid.uuid4().hex[:8]
+    bucket = f"uploads-{suffix}"
     sqs = boto3.client("sqs", endpoint_url=endpoint)
-    queue = sqs.create_queue(QueueName="uploads")["QueueUrl"]
-    dead = sqs.create_queue(QueueName="uploads-dead")["QueueUrl"]
+    queue = sqs.create_queue(QueueName=f"uploads-{suffix}")["QueueUrl"]
+    dead = sqs.create_queue(QueueName=f"uploads-{suffix}-dead")["QueueUrl"]
     arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]
     s3 = boto3.client("s3", endpoint_url=endpoint)
     s3.create_bucket(Bucket=bucket)

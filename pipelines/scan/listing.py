@@ -259,27 +259,6 @@ class Planned:
     skip: bool
 
 
-def skips(
-    conn: Connection,
-    tables: database.Tables,
-    ref: VideoRef,
-    model_version: str,
-    run_id: str,
-    liveness: runs.Liveness,
-    rescan: bool = False,
-) -> bool:
-    """Whether run ``run_id`` leaves ``ref`` alone: it already has a scored row from this model
-    (unless ``rescan``), or another live run claimed it; otherwise ``run_id`` claims it now."""
-    key = (ref.uri, ref.content_version, model_version)
-    if not rescan and database.is_scored(conn, tables.results, *key):
-        return True
-    holder = runs.claim(conn, tables, key, run_id, liveness)
-    if holder != run_id:
-        _LOG.info("%s is being scored by scan %s: skipped", ref.uri, holder)
-        return True
-    return False
-
-
 class PlanScan(beam.DoFn):
     """Marks the videos this scan skips: those that already have a scored row for this content
     and model version, and those another live scan has claimed (``store.runs``).
@@ -316,9 +295,14 @@ class PlanScan(beam.DoFn):
         yield Planned(ref, skip)
 
     def _skips(self, conn: Connection, ref: VideoRef) -> bool:
-        return skips(
-            conn, self._tables, ref, self._model_version, self._run_id, self._liveness, self._rescan
-        )
+        key = (ref.uri, ref.content_version, self._model_version)
+        if not self._rescan and database.is_scored(conn, self._tables.results, *key):
+            return True
+        holder = runs.claim(conn, self._tables, key, self._run_id, self._liveness)
+        if holder != self._run_id:
+            _LOG.info("%s is being scored by scan %s: skipped", ref.uri, holder)
+            return True
+        return False
 
     def teardown(self) -> None:
         self._engine.dispose()

@@ -31,16 +31,17 @@ import os
 import signal
 import sys
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
-from sqlalchemy import text
+from sqlalchemy import Engine, text
 from sqlalchemy.exc import SQLAlchemyError
 
 from model.bundle import detector_config, read_bundle_manifest
+from model.config import DetectorConfig
 from model.errors import BundleError
 from model.storage import is_s3, prefer_standard_retries
 from pipelines.console import EXIT_FAILED, EXIT_OK, EXIT_USAGE, emit, progress
@@ -66,25 +67,51 @@ class Stopped(Exception):
 
 
 @contextlib.contextmanager
-def stop_on_signals() -> Iterator[None]:
-    """Within the block, SIGTERM and SIGINT raise :class:`Stopped`, so a stopped scan records
-    itself as failed rather than staying ``running``; a second signal ends the process at once.
-    The previous handlers come back on exit, so an in-process caller keeps its own."""
+def on_stop_signals(stop: Callable[[signal.Signals], None]) -> Iterator[None]:
+    """Within the block, the first SIGTERM or SIGINT calls ``stop``; a second signal ends the
+    process at once. The previous handlers come back on exit, so an in-process caller keeps its
+    own."""
     stopping = (signal.SIGTERM, signal.SIGINT)
     previous = {each: signal.getsignal(each) for each in stopping}
 
-    def stop(signum: int, _frame: Any) -> None:
+    def handle(signum: int, _frame: Any) -> None:
         for each in stopping:
             signal.signal(each, signal.SIG_DFL)
-        raise Stopped(f"stopped by {signal.Signals(signum).name}")
+        stop(signal.Signals(signum))
 
     for each in stopping:
-        signal.signal(each, stop)
+        signal.signal(each, handle)
     try:
         yield
     finally:
         for each, handler in previous.items():
             signal.signal(each, handler)
+
+
+def _raise_stopped(signum: signal.Signals) -> None:
+    raise Stopped(f"stopped by {signum.name}")
+
+
+def stop_on_signals() -> contextlib.AbstractContextManager[None]:
+    """Within the block, SIGTERM and SIGINT raise :class:`Stopped`, so a stopped scan records
+    itself as failed rather than staying ``running``; a second signal ends the process at once."""
+    return on_stop_signals(_raise_stopped)
+
+
+def bundle_settings(model: str) -> tuple[dict[str, Any], DetectorConfig]:
+    """The bundle's manifest and detector settings; BundleError when they are unusable."""
+    manifest = read_bundle_manifest(model)
+    try:
+        return manifest, detector_config(manifest)
+    except ValueError as err:
+        raise BundleError(f"{model}: {err}") from err
+
+
+def ready_database(engine: Engine, retry: database.Retry) -> database.Tables:
+    """Check that the database answers, bring its schema up to date, and reflect its tables."""
+    database.transaction(engine, lambda conn: conn.execute(text("SELECT 1")), retry)
+    migrate(engine)
+    return database.Tables.reflect(engine)
 
 
 class RunNotRecorded(Exception):
@@ -148,18 +175,12 @@ def run(
         scan.input = os.path.abspath(scan.input)
     standard = options.view_as(StandardOptions)
     standard.runner = resolve_runner(standard.runner)
-    manifest = read_bundle_manifest(scan.model)
-    try:
-        config = detector_config(manifest)
-    except ValueError as err:
-        raise BundleError(f"{scan.model}: {err}") from err
+    manifest, config = bundle_settings(scan.model)
     prefer_standard_retries()
     retry = scan.db_retry
     engine = database.connect(scan.db)
     try:
-        database.transaction(engine, lambda conn: conn.execute(text("SELECT 1")), retry)
-        migrate(engine)
-        tables = database.Tables.reflect(engine)
+        tables = ready_database(engine, retry)
         run_id = new_run_id()
         version = manifest["model_version"]
         runner = standard.runner.rsplit(".", 1)[-1]

@@ -1,24 +1,20 @@
-"""A watcher's life in its process: a graceful stop on SIGTERM or Ctrl-C, and the liveness file.
+"""A watcher's life in its process: the request to stop, and the liveness file.
 
-The first signal only asks the watcher to stop: its receiving step takes no new messages and,
-once the messages in hand have their rows and are deleted, ends the pipeline by raising
-:class:`WatchStopped` (Beam's local runner has no other way to end an unbounded pipeline). A
-second signal ends the process at once; what it held comes back after the queue's visibility
-timeout.
+The first SIGTERM or Ctrl-C requests a stop (``pipelines.watch.run``): the receiving step takes
+no new messages and, once the messages in hand have their rows and are deleted, ends the
+pipeline by raising :class:`WatchStopped` (Beam's local runner has no other way to end an
+unbounded pipeline). A second signal ends the process at once; what it held comes back after
+the queue's visibility timeout.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-import signal
 import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
-
-from pipelines.console import progress
 
 _STOP = threading.Event()
 
@@ -36,29 +32,13 @@ def request_stop() -> None:
 
 
 @contextlib.contextmanager
-def stop_gracefully() -> Iterator[None]:
-    """Within the block, SIGTERM and SIGINT ask for a graceful stop; a second one ends the
-    process. The previous handlers come back on exit, and the request is cleared."""
-    signals = (signal.SIGTERM, signal.SIGINT)
-    previous = {each: signal.getsignal(each) for each in signals}
-
-    def stop(signum: int, _frame: Any) -> None:
-        for each in signals:
-            signal.signal(each, signal.SIG_DFL)
-        progress(
-            f"deeptrust watch: {signal.Signals(signum).name}: finishing the messages in hand, "
-            "then stopping (send it again to stop at once)"
-        )
-        request_stop()
-
+def stop_cleared() -> Iterator[None]:
+    """No stop requested at the start of the block, nor after it (a watcher run in-process,
+    then another)."""
     _STOP.clear()
-    for each in signals:
-        signal.signal(each, stop)
     try:
         yield
     finally:
-        for each, handler in previous.items():
-            signal.signal(each, handler)
         _STOP.clear()
 
 

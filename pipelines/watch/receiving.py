@@ -9,7 +9,7 @@ and uses no CPU. Each received message is then one of:
   the message it came in), in one group for the scan's decoder (``DecodeGroups``). The content
   version comes from the event (ETag and size, as the nightly scan's listing reads them), so the
   nightly scan skips what the watcher scored. A video that already has a scored row for this
-  model, or that a live scan has claimed, goes to the ``skipped`` output instead.
+  model goes to the ``skipped`` output instead; the others are claimed, as a scan claims them.
 - **nothing to score** (an ``s3:TestEvent``, keys that are not videos, deletions): deleted at
   once, with a log line and the ``ignored`` count.
 - **poison**: a body that is no S3 event (error row ``bad_event`` under the message's own
@@ -30,7 +30,7 @@ from apache_beam.io.filesystem import FileMetadata
 from sqlalchemy import Connection
 
 from model.storage import prefer_standard_retries
-from pipelines.scan.listing import VideoRef, content_version, s3_content_version, skips
+from pipelines.scan.listing import VideoRef, content_version, s3_content_version
 from pipelines.scan.writing import error_row
 from pipelines.store import database, runs
 from pipelines.watch import lifecycle
@@ -240,10 +240,20 @@ class ReceiveUploads(beam.DoFn):
         )
 
     def _skips(self, ref: QueuedRef) -> bool:
-        return database.transaction(
-            self._engine,
-            lambda conn: skips(
-                conn, self._tables, ref, self._model_version, self._run_id, self._liveness
-            ),
-            self._retry,
-        )
+        """Whether ``ref`` already has a scored row from this model; if not, claim it, so that a
+        nightly scan starting now leaves it to the watcher.
+
+        Unlike a scan, the watcher scores a video that another live run has claimed: SQS hands a
+        message to one receiver at a time, so a claim held elsewhere is most likely a killed
+        watcher's whose heartbeat has not gone stale yet, and waiting for it would return the
+        message until it counts as poison. Scoring twice is harmless (the upsert).
+        """
+        key = (ref.uri, ref.content_version, self._model_version)
+
+        def plan(conn: Connection) -> bool:
+            if database.is_scored(conn, self._tables.results, *key):
+                return True
+            runs.claim(conn, self._tables, key, self._run_id, self._liveness)
+            return False
+
+        return database.transaction(self._engine, plan, self._retry)

@@ -31,25 +31,23 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
+import signal
 import sys
 from collections.abc import Iterator, Sequence
 from typing import Any
 
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
-from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
-from model.bundle import detector_config, read_bundle_manifest
 from model.errors import BundleError
 from model.storage import prefer_standard_retries
 from pipelines.console import EXIT_FAILED, EXIT_OK, EXIT_USAGE, emit, progress
 from pipelines.scan.decoders import ChildDecoders, Decoders
 from pipelines.scan.inference import WindowModelHandler
 from pipelines.scan.options import ScanOptions, resolve_runner
-from pipelines.scan.run import execute, new_run_id
+from pipelines.scan.run import bundle_settings, execute, new_run_id, on_stop_signals, ready_database
 from pipelines.store import database, runs
-from pipelines.store.migrations import migrate
 from pipelines.watch import lifecycle
 from pipelines.watch import metrics as watch_metrics
 from pipelines.watch.graph import build_watch
@@ -126,18 +124,12 @@ def run(
     standard = options.view_as(StandardOptions)
     standard.runner = resolve_runner(standard.runner)
     standard.streaming = True
-    manifest = read_bundle_manifest(scan.model)
-    try:
-        config = detector_config(manifest)
-    except ValueError as err:
-        raise BundleError(f"{scan.model}: {err}") from err
+    manifest, config = bundle_settings(scan.model)
     prefer_standard_retries()
     retry = scan.db_retry
     engine = database.connect(scan.db)
     try:
-        database.transaction(engine, lambda conn: conn.execute(text("SELECT 1")), retry)
-        migrate(engine)
-        tables = database.Tables.reflect(engine)
+        tables = ready_database(engine, retry)
         run_id = f"watch-{new_run_id()}"
         version = manifest["model_version"]
         runner = runs.WATCHER_RUNNER + standard.runner.rsplit(".", 1)[-1]
@@ -225,6 +217,14 @@ def parser() -> argparse.ArgumentParser:
     return parsed
 
 
+def _stop_gracefully(signum: signal.Signals) -> None:
+    progress(
+        f"deeptrust watch: {signum.name}: finishing the messages in hand, then stopping "
+        "(send it again to stop at once)"
+    )
+    lifecycle.request_stop()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """The command line: ``python -m pipelines.watch`` and ``deeptrust watch``."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -235,7 +235,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("pipelines").setLevel(logging.INFO)
     try:
-        with lifecycle.stop_gracefully():
+        with on_stop_signals(_stop_gracefully), lifecycle.stop_cleared():
             summary = run(argv)
     except ValueError as err:
         progress(f"deeptrust watch: error: {err}")

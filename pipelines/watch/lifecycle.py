@@ -17,6 +17,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 _STOP = threading.Event()
+# What WatchStopped says, which Beam repeats in the errors it logs on its way out.
+STOPPED = "the watcher was asked to stop"
 
 
 class WatchStopped(Exception):

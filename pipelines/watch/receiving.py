@@ -121,7 +121,7 @@ class ReceiveUploads(beam.DoFn):
         self, _tick: object
     ) -> Iterator[tuple[int, list[QueuedRef]] | beam.pvalue.TaggedOutput]:
         if lifecycle.stop_requested():
-            raise lifecycle.WatchStopped("stopped on request")
+            raise lifecycle.WatchStopped(lifecycle.STOPPED)
         messages = self._gather()
         watch_metrics.beat(min((m.sent_at for m in messages), default=None))
         lifecycle.touch_liveness(self._settings.liveness_file)

@@ -85,7 +85,10 @@ class _HideStopped(logging.Filter):
     """Beam logs the exception that ends a stopped watcher as an error; it is no error."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return not lifecycle.stop_requested()
+        error = record.exc_info[1] if record.exc_info else None
+        return not (
+            isinstance(error, lifecycle.WatchStopped) or lifecycle.STOPPED in record.getMessage()
+        )
 
 
 @contextlib.contextmanager

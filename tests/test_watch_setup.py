@@ -167,3 +167,24 @@ def test_a_watcher_run_never_passes_for_the_nightly_scans_success(tmp_path):
     finally:
         engine.dispose()
     assert (finished_at, version) == (nightly["finished_at"], "v1")
+
+
+@pytest.mark.unit
+def test_the_first_stop_signal_asks_for_a_graceful_stop_and_a_second_would_end_the_process(
+    capsys,
+):
+    import signal
+
+    from pipelines.scan.run import on_stop_signals
+    from pipelines.watch import lifecycle
+    from pipelines.watch.run import _stop_gracefully
+
+    before = {each: signal.getsignal(each) for each in (signal.SIGTERM, signal.SIGINT)}
+    with on_stop_signals(_stop_gracefully), lifecycle.stop_cleared():
+        assert not lifecycle.stop_requested()
+        signal.raise_signal(signal.SIGTERM)  # this thread runs the handler before it returns
+        assert lifecycle.stop_requested()
+        assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the next one is fatal
+    assert not lifecycle.stop_requested()
+    assert {each: signal.getsignal(each) for each in before} == before
+    assert "SIGTERM: finishing the messages in hand" in capsys.readouterr().err

@@ -7,7 +7,8 @@ PUT returned to its row's ``scanned_at``. From the checkout, with the dev requir
 
     deeptrust synth /tmp/corpus --videos 16 --seed 1
     deeptrust train /tmp/corpus --out /tmp/bundle --backbone-weights random
-    python docs/measure/watch_latency.py /tmp/corpus /tmp/bundle --uploads 40 --every 5
+    python docs/measure/watch_latency.py /tmp/corpus /tmp/bundle --uploads 40 --every 5 \
+        -- --precision mixed_bfloat16
 """
 
 from __future__ import annotations
@@ -57,6 +58,7 @@ def main() -> None:
     args.add_argument("bundle", type=Path)
     args.add_argument("--uploads", type=int, default=40)
     args.add_argument("--every", type=float, default=5.0, help="seconds between uploads")
+    args.add_argument("watch_options", nargs="*", help="after --: options for deeptrust watch")
     options = args.parse_args()
     for name, value in (("AWS_ACCESS_KEY_ID", "x"), ("AWS_SECRET_ACCESS_KEY", "x")):
         os.environ.setdefault(name, value)
@@ -68,7 +70,7 @@ def main() -> None:
     db_url = f"sqlite:///{work / 'watch.db'}"
     uploads = notifying_bucket(f"http://{host}:{port}")
     videos = sorted(options.corpus.rglob("*.mp4"))
-    watcher = Watcher(uploads, options.bundle.resolve(), db_url, work)
+    watcher = Watcher(uploads, options.bundle.resolve(), db_url, work, *options.watch_options)
     try:
         watcher.wait_until_alive()
         s3, sent = uploads.s3, {}
@@ -92,6 +94,7 @@ def main() -> None:
         json.dumps(
             {
                 "uploads": options.uploads,
+                "watch_options": options.watch_options,
                 "every_s": options.every,
                 "p50_s": round(statistics.median(latencies), 2),
                 "p95_s": round(percentile(latencies, 0.95), 2),

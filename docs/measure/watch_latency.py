@@ -3,7 +3,9 @@
 Reproduces the watcher's figures in docs/performance.md. A moto server on 127.0.0.1 stands in
 for S3 and SQS (the bucket notifies the queue as on AWS); the watcher runs as a user runs it, in
 a process of its own, with its defaults but the model. Latency is from the moment an upload's
-PUT returned to its row's ``scanned_at``. From the checkout, with the dev requirements::
+PUT returned to its row's ``scanned_at``. Then the watcher idles with an empty queue, and the
+CPU its process uses meanwhile is measured (its decoder children, idle too, are not counted).
+From the checkout, with the dev requirements::
 
     deeptrust synth /tmp/corpus --videos 16 --seed 1
     deeptrust train /tmp/corpus --out /tmp/bundle --backbone-weights random
@@ -39,6 +41,12 @@ def percentile(values: list[float], share: float) -> float:
     return ordered[max(0, math.ceil(share * len(ordered)) - 1)]
 
 
+def cpu_seconds(pid: int) -> float:
+    """CPU seconds (user and system) that process ``pid`` and its waited-for children used."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return sum(int(v) for v in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+
+
 def scanned_at(db_url: str) -> dict[str, float]:
     engine = database.connect(db_url)
     try:
@@ -58,8 +66,11 @@ def main() -> None:
     args.add_argument("bundle", type=Path)
     args.add_argument("--uploads", type=int, default=40)
     args.add_argument("--every", type=float, default=5.0, help="seconds between uploads")
-    args.add_argument("watch_options", nargs="*", help="after --: options for deeptrust watch")
-    options = args.parse_args()
+    args.add_argument("--idle-s", type=float, default=30.0, help="idle time to measure CPU")
+    argv = sys.argv[1:]
+    split = argv.index("--") if "--" in argv else len(argv)
+    options = args.parse_args(argv[:split])
+    options.watch_options = argv[split + 1 :]  # after --: options for deeptrust watch
     for name, value in (("AWS_ACCESS_KEY_ID", "x"), ("AWS_SECRET_ACCESS_KEY", "x")):
         os.environ.setdefault(name, value)
     os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
@@ -85,6 +96,9 @@ def main() -> None:
             300,
             "every row",
         )
+        idle_cpu = cpu_seconds(watcher.process.pid)
+        time.sleep(options.idle_s)  # an idle watcher: nothing in the queue
+        idle_cpu = cpu_seconds(watcher.process.pid) - idle_cpu
         assert watcher.stop() == 0, watcher.log
     finally:
         watcher.close()
@@ -100,6 +114,7 @@ def main() -> None:
                 "p95_s": round(percentile(latencies, 0.95), 2),
                 "max_s": round(max(latencies), 2),
                 "min_s": round(min(latencies), 2),
+                "idle_cpu_percent": round(100 * idle_cpu / options.idle_s, 2),
             }
         )
     )

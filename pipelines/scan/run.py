@@ -107,6 +107,31 @@ def bundle_settings(model: str) -> tuple[dict[str, Any], DetectorConfig]:
         raise BundleError(f"{model}: {err}") from err
 
 
+@contextlib.contextmanager
+def live_run(
+    engine: Engine,
+    tables: database.Tables,
+    scan: ScanOptions,
+    run_id: str,
+    source: str,
+    manifest: dict[str, Any],
+    runner: str,
+    noun: str = "scan",
+) -> Iterator[None]:
+    """Mark the runs that died as abandoned, then record ``run_id`` (reading ``source``) as
+    running, with its heartbeat kept for the block; finish the run within the block."""
+    for dead in runs.reap(engine, tables.runs, scan.liveness, scan.db_retry):
+        progress(f"scan {dead} is no longer running: marked abandoned")
+    version = manifest["model_version"]
+    with runs.alive(engine, tables.runs, run_id, scan.heartbeat_s):
+        runs.start_run(engine, tables, run_id, source, version, runner, scan.db_retry)
+        progress(
+            f"{noun} {run_id}: {source} with model {version} "
+            f"({manifest['backbone']['weights_label']}) on {runner}"
+        )
+        yield
+
+
 def ready_database(engine: Engine, retry: database.Retry) -> database.Tables:
     """Check that the database answers, bring its schema up to date, and reflect its tables."""
     database.transaction(engine, lambda conn: conn.execute(text("SELECT 1")), retry)
@@ -184,14 +209,7 @@ def run(
         run_id = new_run_id()
         version = manifest["model_version"]
         runner = standard.runner.rsplit(".", 1)[-1]
-        for dead in runs.reap(engine, tables.runs, scan.liveness, retry):
-            progress(f"scan {dead} is no longer running: marked abandoned")
-        with runs.alive(engine, tables.runs, run_id, scan.heartbeat_s):
-            runs.start_run(engine, tables, run_id, scan.input, version, runner, retry)
-            progress(
-                f"scan {run_id}: {scan.input} with model {version} "
-                f"({manifest['backbone']['weights_label']}) on {runner}"
-            )
+        with live_run(engine, tables, scan, run_id, scan.input, manifest, runner):
             pipeline = beam.Pipeline(options=options) if test_pipeline is None else test_pipeline
             handler = WindowModelHandler(
                 scan.model, version, scan.max_batch_windows, scan.precision

@@ -46,7 +46,14 @@ from pipelines.console import EXIT_FAILED, EXIT_OK, EXIT_USAGE, emit, progress
 from pipelines.scan.decoders import ChildDecoders, Decoders
 from pipelines.scan.inference import WindowModelHandler
 from pipelines.scan.options import ScanOptions, resolve_runner
-from pipelines.scan.run import bundle_settings, execute, new_run_id, on_stop_signals, ready_database
+from pipelines.scan.run import (
+    bundle_settings,
+    execute,
+    live_run,
+    new_run_id,
+    on_stop_signals,
+    ready_database,
+)
 from pipelines.store import database, runs
 from pipelines.watch import lifecycle
 from pipelines.watch import metrics as watch_metrics
@@ -136,16 +143,9 @@ def run(
         run_id = f"watch-{new_run_id()}"
         version = manifest["model_version"]
         runner = runs.WATCHER_RUNNER + standard.runner.rsplit(".", 1)[-1]
-        for dead in runs.reap(engine, tables.runs, scan.liveness, retry):
-            progress(f"scan {dead} is no longer running: marked abandoned")
         if watch.metrics_port:
             watch_metrics.serve(watch.metrics_port, watch.metrics_address)
-        with runs.alive(engine, tables.runs, run_id, scan.heartbeat_s):
-            runs.start_run(engine, tables, run_id, watch.queue, version, runner, retry)
-            progress(
-                f"watcher {run_id}: {watch.queue} with model {version} "
-                f"({manifest['backbone']['weights_label']}) on {runner}"
-            )
+        with live_run(engine, tables, scan, run_id, watch.queue, manifest, runner, "watcher"):
             pipeline = beam.Pipeline(options=options) if test_pipeline is None else test_pipeline
             handler = WindowModelHandler(
                 scan.model, version, scan.max_batch_windows, scan.precision

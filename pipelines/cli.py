@@ -234,6 +234,13 @@ def cmd_scan(args: argparse.Namespace) -> int:
     return scan_main(args.options)
 
 
+def cmd_watch(args: argparse.Namespace) -> int:
+    _quiet_tensorflow()
+    from pipelines.watch.run import main as watch_main
+
+    return watch_main(args.options)
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     _quiet_tensorflow()
     from pipelines.demo import demo_bars, run_demo
@@ -680,6 +687,15 @@ def build_parser() -> argparse.ArgumentParser:
         "see `deeptrust scan --help`)",
     )
     p.set_defaults(func=cmd_scan, passes_options=True)
+
+    # The watcher's own parser (pipelines.watch) reads its options and `--help`, as the scan's.
+    p = sub.add_parser(
+        "watch",
+        add_help=False,
+        help="score uploads within seconds of their arrival, from the bucket's SQS events "
+        "(a streaming Beam pipeline; see `deeptrust watch --help`)",
+    )
+    p.set_defaults(func=cmd_watch, passes_options=True)
 
     p = sub.add_parser(
         "demo",

@@ -70,6 +70,16 @@ def make_vfr(path: Path) -> Path:
     )
 
 
+def write_broken_copies(folder: Path, good: Path) -> dict[str, str]:
+    """The bad files made without an encoder: ``empty.mp4``, ``truncated.mp4`` (the first half of
+    ``good``, an FFmpeg MP4) and ``notes.mp4`` (text); returns their expected error reasons."""
+    (folder / "empty.mp4").touch()
+    data = good.read_bytes()  # FFmpeg writes moov after the media: half the file has none
+    (folder / "truncated.mp4").write_bytes(data[: len(data) // 2])
+    (folder / "notes.mp4").write_text("meeting notes, not a video\n" * 20)
+    return {name: EXPECTED[name] for name in ("empty.mp4", "truncated.mp4", "notes.mp4")}
+
+
 def write_bad_inputs(folder: Path) -> dict[str, str]:
     """Write every case of ``EXPECTED`` into ``folder``; returns ``EXPECTED``."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -77,13 +87,11 @@ def write_bad_inputs(folder: Path) -> dict[str, str]:
     make_clip(folder / "good_b.mp4", width=480, height=360, seconds=3, audio=True)
     for name in ("crash.mp4", "hang.mp4", *ODD_NAMES):
         (folder / name).write_bytes(good.read_bytes())
-    (folder / "empty.mp4").touch()
-    data = good.read_bytes()  # FFmpeg writes moov after the media: half the file has none
-    (folder / "truncated.mp4").write_bytes(data[: len(data) // 2])
+    write_broken_copies(folder, good)
+    data = good.read_bytes()
     mdat, moov = data.find(b"mdat"), data.find(b"moov")
     zeroed = data[: mdat + 4] + bytes(moov - 4 - (mdat + 4)) + data[moov - 4 :]
     (folder / "corrupt.mp4").write_bytes(zeroed)  # an intact index over zeroed frames
-    (folder / "notes.mp4").write_text("meeting notes, not a video\n" * 20)
     photo = cv2.imencode(".jpg", np.full((240, 320, 3), 127, np.uint8))[1]
     (folder / "photo.mp4").write_bytes(photo.tobytes())
     with (folder / "huge.mp4").open("wb") as handle:  # sparse: no disk is used

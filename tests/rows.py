@@ -28,6 +28,7 @@ def finished_run(
     rows: list[dict],
     seen: int | None = None,
     failed: bool = False,
+    runner: str = "FnApiRunner",
 ) -> dict:
     """Writes a run's rows, listing and final counts as a scan does; returns its scan_runs row.
 
@@ -38,7 +39,7 @@ def finished_run(
     try:
         migrate(engine)
         tables = database.Tables.reflect(engine)
-        runs.start_run(engine, tables, run_id, "/videos", version, "FnApiRunner")
+        runs.start_run(engine, tables, run_id, "/videos", version, runner)
         with engine.begin() as conn:
             runs.write_rows(conn, tables, rows, run_id)
             runs.record_listing(conn, tables.runs, run_id, seen, seen - len(rows))

@@ -99,6 +99,7 @@ def test_cheaper_verdicts_are_measured_beside_todays_scan(bench_result):
     assert r["fast_vs_full"] == round(r["videos_per_min_fast"] / r["videos_per_min_full"], 3)
     assert 0 <= r["max_score_difference_int8"] < 0.15  # the bound of tests/test_cheaper.py
     assert r["int8_quantize_s"] > 0
+    assert all(0 <= r[f"flags_changed_{n}"] <= 2 for n in ("adaptive", "int8", "fast"))
 
 
 @pytest.mark.e2e

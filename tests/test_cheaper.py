@@ -69,6 +69,7 @@ def test_the_first_pass_spreads_over_the_whole_video():
 def test_a_clearly_real_video_rests_on_the_first_pass_alone():
     scores = np.full(16, 0.1)
     (result,) = score_videos(constant_scores(scores), [video_of(16)], 0.5, AdaptiveSampling())
+    assert AdaptiveSampling().clear_share == 0.8
     assert result.indices.tolist() == [0, 5, 10, 15]
     assert result.frames == 8
 
@@ -76,7 +77,7 @@ def test_a_clearly_real_video_rests_on_the_first_pass_alone():
 @pytest.mark.unit
 def test_a_partly_manipulated_video_gets_every_window_once_the_first_pass_is_unsure():
     scores = np.full(16, 0.1)
-    scores[5] = 0.3  # at the line (0.5 x threshold): not clear
+    scores[5] = 0.4  # at the line (0.8 x threshold): not clear
     scores[6:9] = 0.95  # the swap, between first-pass windows
     videos = [video_of(16), video_of(16)]
     calls = []

@@ -201,20 +201,25 @@ def test_dags_import_the_project_only_inside_their_tasks():
 
 def is_command(module: str) -> bool:
     return (
-        module in ("pipelines.demo", "pipelines.scan.run")
+        module in ("pipelines.demo", "pipelines.scan.run", "pipelines.watch.run")
         or in_package(module, "pipelines.bench")
         or in_package(module, "pipelines.moderation")
     )
 
 
 def may_import_command(importer: str, command: str) -> bool:
-    """Only the command line reaches the commands; commands that run a scan reach the scan, and
-    the measurement tools and the moderators' tools each share their own modules."""
+    """Only the command line reaches the commands; commands that run a scan reach the scan (the
+    watcher runs its pipeline as a scan does), and the measurement tools and the moderators'
+    tools each share their own modules."""
     if importer == "pipelines.cli":
         return True
-    runs_a_scan = importer in ("pipelines.demo", "pipelines.scan.__main__") or in_package(
-        importer, "pipelines.bench"
-    )
+    if (importer, command) == ("pipelines.watch.__main__", "pipelines.watch.run"):
+        return True
+    runs_a_scan = importer in (
+        "pipelines.demo",
+        "pipelines.scan.__main__",
+        "pipelines.watch.run",
+    ) or in_package(importer, "pipelines.bench")
     if command == "pipelines.scan.run" and runs_a_scan:
         return True
     return any(

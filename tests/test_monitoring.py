@@ -119,3 +119,32 @@ def test_the_dashboard_is_provisioned_with_a_stable_uid_and_data_source():
     providers = yaml.safe_load((provisioning / "dashboards" / "deeptrust.yml").read_text())
     (provider,) = providers["providers"]
     assert provider["type"] == "file" and provider["options"]["path"].startswith("/")
+
+
+def watcher_names() -> set[str]:
+    """The sample names a watcher serves (every labelled series present)."""
+    from prometheus_client import CollectorRegistry
+
+    from pipelines.watch import metrics as watch_metrics
+
+    registry = CollectorRegistry()
+    for metric in (watch_metrics.HEARTBEAT, watch_metrics.QUEUE_AGE, watch_metrics.UPLOAD_TO_ROW):
+        registry.register(metric)
+    text = generate_latest(registry).decode()
+    return {s.name for f in text_string_to_metric_families(text) for s in f.samples}
+
+
+@pytest.mark.e2e
+def test_watcher_alert_rules_pass_promtool_checks_and_unit_tests():
+    assert "SUCCESS: 4 rules found" in promtool("check", "rules", "watch_alerts.yml")
+    assert "SUCCESS" in promtool("test", "rules", "watch_alerts_test.yml")
+
+
+@pytest.mark.unit
+def test_watcher_alerts_query_only_what_the_watcher_serves():
+    groups = yaml.safe_load((PROMETHEUS / "watch_alerts.yml").read_text())["groups"]
+    served = watcher_names()
+    for rule in (rule for group in groups for rule in group["rules"]):
+        names = metric_names(rule["expr"])
+        assert names, rule["expr"]
+        assert names <= served, f"{rule['expr']} reads {names - served}, which no watcher serves"

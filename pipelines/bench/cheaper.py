@@ -7,7 +7,8 @@
 
 Each gets videos a minute, frames per verdict, and the video AUC on the corpus's labels (real/
 and fake/ folders), over all videos and over the real videos with the partly manipulated fakes
-only (the synthetic corpus knows which fakes are partial). The int8 backbone is
+only (the synthetic corpus knows which fakes are partial), and the videos whose flag differs from
+today's scan's. The int8 backbone is
 quantized before the timed scans, in a cache of the bench's own, and that time is reported apart.
 """
 
@@ -53,6 +54,7 @@ def measure_cheaper(
 ) -> dict[str, Any]:
     """Scan the corpus three more ways beside ``full`` and report each, keyed by its name."""
     labels = space.labels
+    threshold = space.detector.config.decision.threshold
     with environment({"XDG_CACHE_HOME": str(Path(space.root) / "cache")}):
         progress("bench: quantizing the backbone to int8")
         start = time.perf_counter()
@@ -76,6 +78,11 @@ def measure_cheaper(
             f"auc_{name}": auc_of(scanned, labels, partial_only=False),
             f"auc_partial_{name}": auc_of(scanned, labels, partial_only=True),
         }
+    for name in ("adaptive", "int8", "fast"):
+        result[f"flags_changed_{name}"] = sum(
+            (scans[name].scores[uri] >= threshold) != (score >= threshold)
+            for uri, score in full.scores.items()
+        )
     result["fast_vs_full"] = ratio(scans["fast"].videos_per_min, full.videos_per_min)
     result["partial_fakes"] = sum(partial for _, partial in labels.values())
     result["max_score_difference_int8"] = round(

@@ -119,6 +119,10 @@ def format_report(result: dict[str, Any]) -> str:
             f"(partly manipulated: {partial})"
         )
     lines.append(
+        f"flags that differ from the full scan's: adaptive {result['flags_changed_adaptive']}, "
+        f"int8 {result['flags_changed_int8']}, fast {result['flags_changed_fast']}"
+    )
+    lines.append(
         f"fast/full {result['fast_vs_full']}; int8 moved a video's score by at most "
         f"{result['max_score_difference_int8']}; quantizing took {result['int8_quantize_s']} s"
     )

@@ -307,9 +307,44 @@ def _is_matched(item: object) -> bool:
     return isinstance(item, Matched)
 
 
+class DecodeGroups(beam.PTransform):
+    """(group, [VideoRef]) -> ``{BATCHES: window batches (lists of VideoClip), FAILED: Failed,
+    MATCHED: Matched}``; nothing is matched without ``known`` fakes.
+
+    Per element, with no grouping of its own: the scan feeds it grouped listings, the watcher
+    (``pipelines.watch``) the videos of one receive from its queue.
+    """
+
+    def __init__(
+        self,
+        config: DetectorConfig,
+        min_batch_windows: int,
+        limits: DecodeLimits,
+        decoders: Decoders | None = None,
+        known: KnownFakes | None = None,
+    ) -> None:
+        super().__init__()
+        self._decode = DecodeVideos(config, min_batch_windows, limits, decoders, known)
+
+    def expand(
+        self, groups: beam.PCollection[tuple[int, Iterable[VideoRef]]]
+    ) -> dict[str, beam.PCollection]:
+        decoded = groups | "Decode and batch" >> beam.ParDo(self._decode).with_outputs(
+            FAILED, MATCHED, main=BATCHES
+        )
+        # Beam 2.77's Dask runner ignores the tags and hands every output of a DoFn to each of
+        # its consumers, so each side keeps its own kind (on other runners, everything passes).
+        return {
+            BATCHES: decoded[BATCHES] | "Batches only" >> beam.Filter(_is_batch),
+            FAILED: decoded[FAILED] | "Failures only" >> beam.Filter(_is_failed),
+            MATCHED: decoded[MATCHED] | "Matches only" >> beam.Filter(_is_matched),
+        }
+
+
 class ExtractWindows(beam.PTransform):
     """VideoRef -> ``{BATCHES: window batches (lists of VideoClip), FAILED: Failed,
-    MATCHED: Matched}``; nothing is matched without ``known`` fakes."""
+    MATCHED: Matched}``, decoded in ``groups`` groups; nothing is matched without ``known``
+    fakes."""
 
     def __init__(
         self,
@@ -321,33 +356,13 @@ class ExtractWindows(beam.PTransform):
         known: KnownFakes | None = None,
     ) -> None:
         super().__init__()
-        self._config = config
         self._groups = groups
-        self._min_batch_windows = min_batch_windows
-        self._limits = limits
-        self._decoders = decoders
-        self._known = known
+        self._decode = DecodeGroups(config, min_batch_windows, limits, decoders, known)
 
     def expand(self, refs: beam.PCollection[VideoRef]) -> dict[str, beam.PCollection]:
-        decoded = (
+        return (
             refs
             | "Assign decode groups" >> beam.ParDo(AssignDecodeGroups(self._groups))
             | "Group videos" >> beam.GroupByKey()
-            | "Decode and batch"
-            >> beam.ParDo(
-                DecodeVideos(
-                    self._config,
-                    self._min_batch_windows,
-                    self._limits,
-                    self._decoders,
-                    self._known,
-                )
-            ).with_outputs(FAILED, MATCHED, main=BATCHES)
+            | "Decode" >> self._decode
         )
-        # Beam 2.77's Dask runner ignores the tags and hands every output of a DoFn to each of
-        # its consumers, so each side keeps its own kind (on other runners, everything passes).
-        return {
-            BATCHES: decoded[BATCHES] | "Batches only" >> beam.Filter(_is_batch),
-            FAILED: decoded[FAILED] | "Failures only" >> beam.Filter(_is_failed),
-            MATCHED: decoded[MATCHED] | "Matches only" >> beam.Filter(_is_matched),
-        }

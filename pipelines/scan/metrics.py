@@ -30,6 +30,7 @@ from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamil
 from sqlalchemy import Engine, func, select
 
 from pipelines.store import database
+from pipelines.store.runs import WATCHER_RUNNER
 
 NAMESPACE = "deeptrust"
 JOB = "deeptrust_scan"
@@ -119,7 +120,7 @@ def read_run_metrics(engine: Engine, run_id: str) -> RunMetrics:
     )
     last_success = (
         select(runs.c.finished_at, runs.c.model_version)
-        .where(runs.c.status == "succeeded")
+        .where(runs.c.status == "succeeded", runs.c.runner.not_like(f"{WATCHER_RUNNER}%"))
         .order_by(runs.c.finished_at.desc())
         .limit(1)
     )

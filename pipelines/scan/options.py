@@ -135,6 +135,11 @@ class ScanOptions(PipelineOptions):
         """Raise ValueError for options that cannot make a scan."""
         if not self.input or not self.model:
             raise ValueError("--input and --model are required")
+        self.check_settings()
+
+    def check_settings(self) -> None:
+        """Raise ValueError for settings out of range (all but what to scan: the watcher's
+        source is its queue)."""
         counts = (
             "min_batch_windows",
             "max_batch_windows",

@@ -31,16 +31,17 @@ import os
 import signal
 import sys
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
-from sqlalchemy import text
+from sqlalchemy import Engine, text
 from sqlalchemy.exc import SQLAlchemyError
 
 from model.bundle import check_precision, detector_config, read_bundle_manifest
+from model.config import DetectorConfig
 from model.errors import BundleError
 from model.runtime import scored_version
 from model.storage import is_s3, prefer_standard_retries
@@ -67,25 +68,78 @@ class Stopped(Exception):
 
 
 @contextlib.contextmanager
-def stop_on_signals() -> Iterator[None]:
-    """Within the block, SIGTERM and SIGINT raise :class:`Stopped`, so a stopped scan records
-    itself as failed rather than staying ``running``; a second signal ends the process at once.
-    The previous handlers come back on exit, so an in-process caller keeps its own."""
+def on_stop_signals(stop: Callable[[signal.Signals], None]) -> Iterator[None]:
+    """Within the block, the first SIGTERM or SIGINT calls ``stop``; a second signal ends the
+    process at once. The previous handlers come back on exit, so an in-process caller keeps its
+    own."""
     stopping = (signal.SIGTERM, signal.SIGINT)
     previous = {each: signal.getsignal(each) for each in stopping}
 
-    def stop(signum: int, _frame: Any) -> None:
+    def handle(signum: int, _frame: Any) -> None:
         for each in stopping:
             signal.signal(each, signal.SIG_DFL)
-        raise Stopped(f"stopped by {signal.Signals(signum).name}")
+        stop(signal.Signals(signum))
 
     for each in stopping:
-        signal.signal(each, stop)
+        signal.signal(each, handle)
     try:
         yield
     finally:
         for each, handler in previous.items():
             signal.signal(each, handler)
+
+
+def _raise_stopped(signum: signal.Signals) -> None:
+    raise Stopped(f"stopped by {signum.name}")
+
+
+def stop_on_signals() -> contextlib.AbstractContextManager[None]:
+    """Within the block, SIGTERM and SIGINT raise :class:`Stopped`, so a stopped scan records
+    itself as failed rather than staying ``running``; a second signal ends the process at once."""
+    return on_stop_signals(_raise_stopped)
+
+
+def bundle_settings(model: str, precision: str) -> tuple[dict[str, Any], DetectorConfig]:
+    """The bundle's manifest and detector settings; BundleError when they are unusable, or when
+    the bundle cannot run in ``precision``."""
+    manifest = read_bundle_manifest(model)
+    check_precision(manifest, precision)
+    try:
+        return manifest, detector_config(manifest)
+    except ValueError as err:
+        raise BundleError(f"{model}: {err}") from err
+
+
+@contextlib.contextmanager
+def live_run(
+    engine: Engine,
+    tables: database.Tables,
+    scan: ScanOptions,
+    run_id: str,
+    source: str,
+    manifest: dict[str, Any],
+    runner: str,
+    noun: str = "scan",
+) -> Iterator[None]:
+    """Mark the runs that died as abandoned, then record ``run_id`` (reading ``source``) as
+    running, with its heartbeat kept for the block; finish the run within the block."""
+    for dead in runs.reap(engine, tables.runs, scan.liveness, scan.db_retry):
+        progress(f"scan {dead} is no longer running: marked abandoned")
+    version = scored_version(manifest["model_version"], scan.precision)
+    with runs.alive(engine, tables.runs, run_id, scan.heartbeat_s):
+        runs.start_run(engine, tables, run_id, source, version, runner, scan.db_retry)
+        progress(
+            f"{noun} {run_id}: {source} with model {version} "
+            f"({manifest['backbone']['weights_label']}) on {runner}"
+        )
+        yield
+
+
+def ready_database(engine: Engine, retry: database.Retry) -> database.Tables:
+    """Check that the database answers, bring its schema up to date, and reflect its tables."""
+    database.transaction(engine, lambda conn: conn.execute(text("SELECT 1")), retry)
+    migrate(engine)
+    return database.Tables.reflect(engine)
 
 
 class RunNotRecorded(Exception):
@@ -149,30 +203,16 @@ def run(
         scan.input = os.path.abspath(scan.input)
     standard = options.view_as(StandardOptions)
     standard.runner = resolve_runner(standard.runner)
-    manifest = read_bundle_manifest(scan.model)
-    check_precision(manifest, scan.precision)
-    try:
-        config = detector_config(manifest)
-    except ValueError as err:
-        raise BundleError(f"{scan.model}: {err}") from err
+    manifest, config = bundle_settings(scan.model, scan.precision)
     prefer_standard_retries()
     retry = scan.db_retry
     engine = database.connect(scan.db)
     try:
-        database.transaction(engine, lambda conn: conn.execute(text("SELECT 1")), retry)
-        migrate(engine)
-        tables = database.Tables.reflect(engine)
+        tables = ready_database(engine, retry)
         run_id = new_run_id()
         version = scored_version(manifest["model_version"], scan.precision)
         runner = standard.runner.rsplit(".", 1)[-1]
-        for dead in runs.reap(engine, tables.runs, scan.liveness, retry):
-            progress(f"scan {dead} is no longer running: marked abandoned")
-        with runs.alive(engine, tables.runs, run_id, scan.heartbeat_s):
-            runs.start_run(engine, tables, run_id, scan.input, version, runner, retry)
-            progress(
-                f"scan {run_id}: {scan.input} with model {version} "
-                f"({manifest['backbone']['weights_label']}) on {runner}"
-            )
+        with live_run(engine, tables, scan, run_id, scan.input, manifest, runner):
             pipeline = beam.Pipeline(options=options) if test_pipeline is None else test_pipeline
             handler = WindowModelHandler(
                 scan.model,

@@ -185,12 +185,26 @@ def is_scored(
 ) -> bool:
     """Whether this exact content already has a scored or matched row from this model (errors
     do not count)."""
+    return has_row(conn, table, uri, content_version, model_version, ("scored", "matched"))
+
+
+def has_row(
+    conn: Connection,
+    table: Table,
+    uri: str,
+    content_version: str,
+    model_version: str,
+    statuses: tuple[str, ...] | None = None,
+) -> bool:
+    """Whether this exact content has a row from this model, of one of ``statuses`` (any
+    status when None)."""
     query = select(table.c.video_uri).where(
         table.c.video_uri == uri,
         table.c.content_version == content_version,
         table.c.model_version == model_version,
-        table.c.status.in_(("scored", "matched")),
     )
+    if statuses is not None:
+        query = query.where(table.c.status.in_(statuses))
     return conn.execute(query).first() is not None
 
 

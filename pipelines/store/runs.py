@@ -36,6 +36,11 @@ from pipelines.store import database
 _LOG = logging.getLogger(__name__)
 
 
+# The ``runner`` of a watcher's run (``deeptrust watch``) starts with this, so that a watcher's
+# run, which ends whenever the watcher is stopped, never passes for a nightly scan's success.
+WATCHER_RUNNER = "watch:"
+
+
 @dataclass(frozen=True)
 class Liveness:
     """How often a running scan says it is alive, and how long a silent one is trusted."""

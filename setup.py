@@ -42,6 +42,8 @@ setup(
         "rich==15.0.0",
         # Builds from source (g++, Python headers): the worker image installs both.
         "pdqhash==0.2.8",
+        # LiteRT: the int8 backbone (--precision int8) and exported edge detectors.
+        "ai-edge-litert==2.3.0",
     ],
     extras_require={
         "cpu": [f"tensorflow-cpu=={TF_VERSION}"],

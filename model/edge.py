@@ -19,12 +19,11 @@ from model.aggregate import video_score
 from model.config import DecisionConfig
 from model.hashing import sha256_file
 from model.litert import LiteModel
+from model.runtime import CPU_CHUNK_PER_REPLICA
 
 EXPORT_MANIFEST = "export.json"
 BACKBONE_LITE = "backbone.tflite"
 HEAD_LITE = "head.tflite"
-# Frames a backbone call takes at a time: the scan's CPU chunk.
-_CHUNK = 32
 
 
 class EdgeDetector:
@@ -51,7 +50,10 @@ class EdgeDetector:
         real = frames[mask]
         if len(real):
             features[mask] = np.concatenate(
-                [self._backbone(frames=real[i : i + _CHUNK]) for i in range(0, len(real), _CHUNK)]
+                [
+                    self._backbone(frames=real[i : i + CPU_CHUNK_PER_REPLICA])
+                    for i in range(0, len(real), CPU_CHUNK_PER_REPLICA)
+                ]
             )
         if len(features) == 0:
             return np.zeros(0, np.float32)

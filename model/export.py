@@ -25,7 +25,6 @@ from model.runtime import FLOAT32, INT8, scored_version
 from model.storage import fetch_tree, is_s3
 
 LITERT = "litert"
-FORMATS = (LITERT,)
 
 
 def check_windows(calibration: np.ndarray, frames_per_window: int) -> tuple[np.ndarray, np.ndarray]:
@@ -55,6 +54,7 @@ def _export(root: Path, out: Path, int8: bool) -> dict[str, Any]:
     )
     write_atomically(out / HEAD_LITE, convert_head(detector.head))
     config = detector.config
+    settings = config.to_dict()
     body: dict[str, Any] = {
         "format": LITERT,
         "model_version": scored_version(manifest["model_version"], INT8 if int8 else FLOAT32),
@@ -62,12 +62,10 @@ def _export(root: Path, out: Path, int8: bool) -> dict[str, Any]:
         "backbone_precision": INT8 if int8 else FLOAT32,
         "head_precision": FLOAT32,
         "backbone": {
-            **config.to_dict()["backbone"],
+            **settings["backbone"],
             "weights_label": manifest["backbone"]["weights_label"],
         },
-        "sampling": config.to_dict()["sampling"],
-        "face": config.to_dict()["face"],
-        "decision": config.to_dict()["decision"],
+        **{part: settings[part] for part in ("sampling", "face", "decision")},
         "files": {name: sha256_file(out / name) for name in (BACKBONE_LITE, HEAD_LITE)},
     }
     write_atomically(out / EXPORT_MANIFEST, (json.dumps(body, indent=2) + "\n").encode())

@@ -127,16 +127,14 @@ def write_atomically(path: Path, data: bytes) -> None:
     os.replace(name, path)
 
 
-def int8_backbone(
-    model_version: str, backbone: keras.Model, calibration: np.ndarray, cache: Path | None = None
-) -> Path:
+def int8_backbone(model_version: str, backbone: keras.Model, calibration: np.ndarray) -> Path:
     """The bundle's int8 backbone, from the cache or quantized now and cached.
 
     The cache holds ``<model_version>-int8.tflite`` beside a record of its sha256 and the
     TensorFlow version that made it; a file that does not match its record is made again, so a
     damaged cache costs a conversion, never a wrong score.
     """
-    cache = cache or user_cache_dir("litert")
+    cache = user_cache_dir("litert")
     model = cache / f"{model_version}-int8.tflite"
     record = cache / f"{model_version}-int8.json"
     expected = {"model_version": model_version, "tensorflow": tf.__version__}

@@ -18,10 +18,19 @@ import pytest
 from model.bundle import detector_config, load_bundle, read_manifest
 from model.frames import plan_windows
 from model.runtime import PRECISIONS
+from pipelines.bench.cheaper import auc_of, flags_changed
 from pipelines.bench.options import ONEDNN_ENV, chunk_rows, onednn_rows, precision_rows
 from pipelines.bench.prototype import PROTOTYPE_STEP, first_frames
 from pipelines.bench.suite import format_report
-from pipelines.bench.throughput import Workspace, list_videos, loop_clip, scan_shape
+from pipelines.bench.throughput import (
+    Rate,
+    Scanned,
+    Workspace,
+    folder_labels,
+    list_videos,
+    loop_clip,
+    scan_shape,
+)
 
 CONTRACT = (
     "decode_fps",
@@ -167,3 +176,23 @@ def test_onednn_rows_run_each_setting_in_a_process_of_its_own(bundle, tmp_path, 
     assert all(r["fps"] > 0 and r["baseline"] == f"{ONEDNN_ENV}=0" for r in rows)
     assert rows[0]["ratio"] == 1.0
     assert os.environ[ONEDNN_ENV] == "left alone"
+
+
+@pytest.mark.unit
+def test_cheaper_scans_are_compared_video_by_video_on_labels_keyed_as_the_scan_keys_them(
+    tmp_path, monkeypatch
+):
+    monkeypatch.chdir(tmp_path)
+    labels = folder_labels(["corpus/real/a.mp4", "corpus/fake/b.mp4", "corpus/c.mp4"])
+    real, fake = str(tmp_path / "corpus/real/a.mp4"), str(tmp_path / "corpus/fake/b.mp4")
+    assert labels == {real: (0, False), fake: (1, False)}  # absolute, as the scan's rows
+
+    def scanned(scores: dict[str, float]) -> Scanned:
+        return Scanned(Rate(1, 1.0), {"scored": len(scores)}, scores)
+
+    full = scanned({real: 0.2, fake: 0.9})
+    assert auc_of(full, labels, partial_only=False) == 1.0
+    assert auc_of(full, labels, partial_only=True) is None  # no partly manipulated fake
+    assert flags_changed(full, full, 0.5) == 0
+    assert flags_changed(scanned({real: 0.6, fake: 0.4}), full, 0.5) == 2
+    assert flags_changed(scanned({real: 0.49, fake: 0.5}), full, 0.5) == 0

@@ -5,7 +5,7 @@ bundle is the hardest case for quantization: its backbone has random weights, wh
 little from one face to the next, and its head's normalization divides by that small variation, so
 it magnifies the backbone's rounding. Quantizing the weights alone (dynamic range) moves its
 scores as much as full int8 does (0.12 against 0.11, measured), so the error is the weights', not
-the calibration's.
+the calibration's (docs/measure/int8_error.py).
 - scores: the largest difference per window stays under ``SCORE_BOUND`` (0.106 measured on this
   bundle). An uncalibrated or mis-scaled int8 model scatters scores over the whole 0..1 range,
   which this bound still fails.

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from model.adaptive import ADAPTIVE
+from model.adaptive import ADAPTIVE, FULL
 from model.bundle import load_bundle
 from model.metrics import roc_auc
 from model.runtime import INT8
@@ -45,6 +45,14 @@ def auc_of(
     return round(roc_auc(y, s), 4)
 
 
+def flags_changed(scanned: Scanned, full: Scanned, threshold: float) -> int:
+    """Videos that one scan flags and the full scan does not, or the other way round."""
+    return sum(
+        (scanned.scores[uri] >= threshold) != (score >= threshold)
+        for uri, score in full.scores.items()
+    )
+
+
 def measure_cheaper(
     space: Workspace,
     precision: str,
@@ -64,7 +72,7 @@ def measure_cheaper(
         for name, scan_precision, sampling in (
             ("fast", INT8, ADAPTIVE),
             ("adaptive", precision, ADAPTIVE),
-            ("int8", INT8, "full"),
+            ("int8", INT8, FULL),
         ):
             progress(f"bench: the scan, {name} ({scan_precision}, {sampling} sampling)")
             scans[name] = measure_scan(
@@ -79,10 +87,7 @@ def measure_cheaper(
             f"auc_partial_{name}": auc_of(scanned, labels, partial_only=True),
         }
     for name in ("adaptive", "int8", "fast"):
-        result[f"flags_changed_{name}"] = sum(
-            (scans[name].scores[uri] >= threshold) != (score >= threshold)
-            for uri, score in full.scores.items()
-        )
+        result[f"flags_changed_{name}"] = flags_changed(scans[name], full, threshold)
     result["fast_vs_full"] = ratio(scans["fast"].videos_per_min, full.videos_per_min)
     result["partial_fakes"] = sum(partial for _, partial in labels.values())
     result["max_score_difference_int8"] = round(

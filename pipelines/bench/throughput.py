@@ -173,9 +173,10 @@ def synth_corpus(
 
 
 def folder_labels(videos: Sequence[str]) -> dict[str, tuple[int, bool]]:
-    """Labels of a corpus laid out in real/ and fake/ folders (partial manipulation unknown)."""
+    """Labels of a corpus laid out in real/ and fake/ folders (partial manipulation unknown), by
+    absolute path, as the scan records each video's URI."""
     return {
-        path: (int(Path(path).parent.name == "fake"), False)
+        os.path.abspath(path): (int(Path(path).parent.name == "fake"), False)
         for path in videos
         if Path(path).parent.name in ("real", "fake")
     }

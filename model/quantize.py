@@ -3,7 +3,8 @@
 - **Backbone, int8:** post-training quantization (weights and activations in int8, uint8 frames
   in, float32 features out), calibrated on frames from the bundle's own training data, which
   the bundle keeps (``calibration.npz``). XNNPACK runs it with AVX512_VNNI's int8 dot products
-  where the CPU has them.
+  where the CPU has them; its average pools are rewritten first (``model.avgpool``) so that
+  XNNPACK runs the whole graph.
 - **Backbone, float:** the same graph in float32, for edge devices without fast int8.
 - **Head, float:** Keras 3's LSTM does not convert to LiteRT's fused LSTM operator, and the
   TensorFlow ops it converts to otherwise (Flex) do not run in ``ai-edge-litert``. A copy of the
@@ -28,6 +29,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from model.avgpool import without_average_pools
 from model.config import DetectorConfig
 from model.errors import VideoError
 from model.hashing import sha256_file
@@ -41,6 +43,9 @@ CALIBRATION_FRAMES = 64
 CALIBRATION_VIDEOS = 8
 # Calibration frames are fed this many at a time.
 _CALIBRATION_BATCH = 8
+# How int8 backbones are made; a cached one made another way is made again. 2: average pools
+# rewritten for XNNPACK.
+INT8_RECIPE = 2
 
 
 def pick_calibration(windows: Sequence[tuple[np.ndarray, np.ndarray]], count: int) -> np.ndarray:
@@ -82,10 +87,11 @@ def _quietly_convert(converter: tf.lite.TFLiteConverter) -> bytes:
 def convert_backbone(backbone: keras.Model, calibration: np.ndarray | None = None) -> bytes:
     """The backbone as a LiteRT model: int8 calibrated on ``calibration`` frames, or float32
     when none are given."""
-    converter = tf.lite.TFLiteConverter.from_keras_model(backbone)
+    if calibration is not None and len(calibration) == 0:
+        raise ValueError("int8 calibration needs at least one frame")
+    model = backbone if calibration is None else without_average_pools(backbone)
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
     if calibration is not None:
-        if len(calibration) == 0:
-            raise ValueError("int8 calibration needs at least one frame")
 
         def representative() -> Iterator[list[np.ndarray]]:
             for start in range(0, len(calibration), _CALIBRATION_BATCH):
@@ -131,13 +137,13 @@ def int8_backbone(model_version: str, backbone: keras.Model, calibration: np.nda
     """The bundle's int8 backbone, from the cache or quantized now and cached.
 
     The cache holds ``<model_version>-int8.tflite`` beside a record of its sha256 and the
-    TensorFlow version that made it; a file that does not match its record is made again, so a
-    damaged cache costs a conversion, never a wrong score.
+    TensorFlow version and recipe that made it; a file that does not match its record is made
+    again, so a damaged or outdated cache costs a conversion, never a wrong score.
     """
     cache = user_cache_dir("litert")
     model = cache / f"{model_version}-int8.tflite"
     record = cache / f"{model_version}-int8.json"
-    expected = {"model_version": model_version, "tensorflow": tf.__version__}
+    expected = {"model_version": model_version, "tensorflow": tf.__version__, "recipe": INT8_RECIPE}
     with contextlib.suppress(OSError, ValueError):
         known: dict[str, Any] = json.loads(record.read_text())
         if known.get("sha256") == sha256_file(model) and all(

@@ -21,15 +21,18 @@ import subprocess
 import sys
 from pathlib import Path
 
+import keras
 import numpy as np
 import pytest
 from scanning import every_row, scan
 
 from model.adaptive import AdaptiveSampling, score_videos
 from model.aggregate import video_score
+from model.avgpool import DepthwiseAveragePool, border_counts, rewritable, without_average_pools
 from model.bundle import CALIBRATION_FILE, check_precision, load_bundle, read_manifest
 from model.errors import BundleError
 from model.metrics import roc_auc
+from model.quantize import convert_backbone
 from model.video import WindowSampler
 
 SCORE_BOUND = 0.15
@@ -102,6 +105,63 @@ def test_only_a_bundle_with_calibration_frames_runs_in_int8():
     with pytest.raises(BundleError, match="calibration"):
         check_precision(manifest, "int8")
     check_precision({**manifest, "files": {**manifest["files"], CALIBRATION_FILE: "z"}}, "int8")
+
+
+# --- average pools that XNNPACK runs in int8 ------------------------------------------------
+
+
+def pooled_model(size: int, pool: keras.layers.Layer) -> keras.Model:
+    frames = keras.Input((size, size, 3), dtype="uint8", name="frames")
+    x = keras.layers.Rescaling(1.0 / 127.5, offset=-1.0)(frames)
+    x = keras.layers.Conv2D(8, 3, padding="same", activation="relu")(x)
+    x = pool(x)
+    x = keras.layers.Conv2D(8, 1, activation="relu")(x)
+    return keras.Model(frames, keras.layers.GlobalAveragePooling2D()(x))
+
+
+@pytest.mark.component
+@pytest.mark.parametrize("size", [1, 2, 5, 8])
+def test_the_average_pool_rewrite_is_exact_in_float(size):
+    keras.utils.set_random_seed(size)
+    model = pooled_model(size, keras.layers.AveragePooling2D(3, strides=1, padding="same"))
+    frames = np.random.default_rng(size).integers(0, 256, (4, size, size, 3), np.uint8)
+    twin = without_average_pools(model)
+    assert any(isinstance(layer, DepthwiseAveragePool) for layer in twin.layers)
+    np.testing.assert_allclose(
+        twin.predict(frames, verbose=0), model.predict(frames, verbose=0), rtol=1e-5, atol=1e-6
+    )
+    assert border_counts(5, 3).tolist() == [2, 3, 3, 3, 2]
+    assert border_counts(1, 3).tolist() == [1]
+
+
+@pytest.mark.component
+def test_only_stride_one_same_pools_are_rewritten():
+    assert rewritable(keras.layers.AveragePooling2D(3, strides=1, padding="same"))
+    assert not rewritable(keras.layers.AveragePooling2D(3, strides=2, padding="same"))
+    assert not rewritable(keras.layers.AveragePooling2D(3, strides=1, padding="valid"))
+    assert not rewritable(keras.layers.AveragePooling2D(2, strides=1, padding="same"))
+    assert not rewritable(keras.layers.MaxPooling2D(3, strides=1, padding="same"))
+
+
+def litert_ops(model: bytes) -> list[str]:
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_content=model)
+    interpreter.allocate_tensors()  # applies XNNPACK, which replaces what it runs by DELEGATE nodes
+    # The op list has no public accessor; this one lists the graph's nodes after delegation.
+    return [op["op_name"] for op in interpreter._get_ops_details()]
+
+
+@pytest.mark.component
+def test_xnnpack_runs_the_whole_int8_graph_of_a_model_with_average_pools():
+    keras.utils.set_random_seed(0)
+    model = pooled_model(16, keras.layers.AveragePooling2D(3, strides=1, padding="same"))
+    calibration = np.random.default_rng(0).integers(0, 256, (16, 16, 16, 3), np.uint8)
+    ops = litert_ops(convert_backbone(model, calibration))
+    assert "AVERAGE_POOL_2D" not in ops and "DEPTHWISE_CONV_2D" in ops
+    assert ops.count("DELEGATE") == 1  # one delegated graph: nothing falls back between pieces
+    float_ops = litert_ops(convert_backbone(model))
+    assert "AVERAGE_POOL_2D" in float_ops  # the float export keeps the original operator
 
 
 # --- int8 and the export (real models) -------------------------------------------------------

@@ -128,10 +128,12 @@ class Detector:
         """``model`` over inputs padded to a multiple of ``chunk`` rows, one chunk a call.
 
         A fixed batch shape means the prediction function is traced once, not once per batch
-        size, and every replica of a mirrored strategy gets an equal share.
+        size, and every replica of a mirrored strategy gets an equal share. A LiteRT model takes
+        any batch size at the same speed per row, so its last call is not padded: padding
+        cost the int8 scan's adaptive first pass (80 frames a video) a fifth more work.
         """
         n = len(inputs[0])
-        padded = -n % self.chunk
+        padded = 0 if isinstance(model, LiteModel) else -n % self.chunk
         if padded:
             inputs = tuple(
                 np.concatenate([v, np.zeros((padded, *v.shape[1:]), v.dtype)]) for v in inputs

@@ -1,6 +1,7 @@
 """Where int8's score error comes from: full int8 (calibrated) against weights-only int8.
 
-Reproduces the "0.12 against 0.11" of docs/performance.md and tests/test_cheaper.py: on a
+Reproduces the "0.12 against 0.11" of docs/performance.md and tests/test_cheaper.py (measured
+before the average-pool rewrite of model/avgpool.py, which full int8 now includes): on a
 bundle, each quantization's largest window-score difference from float32 and its video AUC, over
 a labelled corpus. If weights-only quantization (no calibration at all) moves the scores as much
 as calibrated full int8, the error is the weights', and better calibration would not help.

@@ -105,7 +105,10 @@ def test_cheaper_verdicts_are_measured_beside_todays_scan(bench_result):
     assert r["frames_per_verdict_adaptive"] <= r["frames_per_verdict_full"]
     assert r["frames_per_verdict_fast"] <= r["frames_per_verdict_int8"]
     assert r["frames_per_verdict_int8"] == r["frames_per_verdict_full"]
-    assert r["fast_vs_full"] == round(r["videos_per_min_fast"] / r["videos_per_min_full"], 3)
+    # the ratio comes from the unrounded rates, the JSON's rates are rounded to 0.01: they agree
+    # to within that rounding, not to the ratio's last digit
+    ratio = r["videos_per_min_fast"] / r["videos_per_min_full"]
+    assert r["fast_vs_full"] == pytest.approx(ratio, rel=0.01)
     assert 0 <= r["max_score_difference_int8"] < 0.15  # the bound of tests/test_cheaper.py
     assert r["int8_quantize_s"] > 0
     assert all(0 <= r[f"flags_changed_{n}"] <= 2 for n in ("adaptive", "int8", "fast"))

@@ -85,21 +85,27 @@ def _quietly_convert(converter: tf.lite.TFLiteConverter) -> bytes:
 
 
 def convert_backbone(backbone: keras.Model, calibration: np.ndarray | None = None) -> bytes:
-    """The backbone as a LiteRT model: int8 calibrated on ``calibration`` frames, or float32
-    when none are given."""
-    if calibration is not None and len(calibration) == 0:
+    """The backbone as a LiteRT model: int8 calibrated on ``calibration`` frames, with its
+    average pools rewritten for XNNPACK, or float32 when none are given."""
+    if calibration is None:
+        return _quietly_convert(tf.lite.TFLiteConverter.from_keras_model(backbone))
+    return quantize(without_average_pools(backbone), calibration)
+
+
+def quantize(model: keras.Model, calibration: np.ndarray) -> bytes:
+    """``model`` (uint8 frames in) in int8, weights and activations, calibrated on
+    ``calibration`` frames; float32 out."""
+    if len(calibration) == 0:
         raise ValueError("int8 calibration needs at least one frame")
-    model = backbone if calibration is None else without_average_pools(backbone)
+
+    def representative() -> Iterator[list[np.ndarray]]:
+        for start in range(0, len(calibration), _CALIBRATION_BATCH):
+            yield [calibration[start : start + _CALIBRATION_BATCH].astype(np.uint8)]
+
     converter = tf.lite.TFLiteConverter.from_keras_model(model)
-    if calibration is not None:
-
-        def representative() -> Iterator[list[np.ndarray]]:
-            for start in range(0, len(calibration), _CALIBRATION_BATCH):
-                yield [calibration[start : start + _CALIBRATION_BATCH].astype(np.uint8)]
-
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        converter.representative_dataset = representative
-        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = representative
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
     return _quietly_convert(converter)
 
 

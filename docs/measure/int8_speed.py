@@ -2,38 +2,27 @@
 
 Quantizes a bundle's backbone twice, as the scan does (average pools rewritten for XNNPACK) and
 as converted directly (its nine int8 average pools left to LiteRT's own kernels), and times each
-in LiteRT on the same 32-frame batch, with the bare Keras backbone in mixed_bfloat16 beside them.
-Reproduces the "88 to 91 against 133 to 135 frames/s" of docs/performance.md:
+in LiteRT on the same 32-frame batch, with the bare Keras backbone in mixed_bfloat16 beside them,
+then the rewritten one on calls of 8 and 16 frames. Reproduces the speeds that docs/performance.md
+quotes under "Cheaper verdicts":
 
     deeptrust synth train --videos 40 --seed 3
     deeptrust train train --out bundle224 --backbone-weights random
     python docs/measure/int8_speed.py bundle224
 """
 
-import contextlib
-import io
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
-import tensorflow as tf
 
 from model.bundle import load_bundle, read_calibration
 from model.litert import LiteModel
-from model.quantize import convert_backbone
+from model.quantize import convert_backbone, quantize
 
 BATCH = 32
 REPEATS = 5
-
-
-def direct_int8(backbone, calibration: np.ndarray) -> bytes:
-    converter = tf.lite.TFLiteConverter.from_keras_model(backbone)
-    converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    converter.representative_dataset = lambda: ([calibration[i : i + 1]] for i in range(64))
-    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    with contextlib.redirect_stdout(io.StringIO()):
-        return converter.convert()
 
 
 def frames_per_second(call, frames: np.ndarray) -> float:
@@ -52,12 +41,16 @@ def main(bundle: str) -> None:
     print(f"Keras backbone, mixed_bfloat16: {keras_fps:.1f} frames/s")
     backbone = load_bundle(bundle, precision="float32")[0].backbone  # what int8 is made from
     for name, model in (
-        ("int8, converted directly", direct_int8(backbone, calibration)),
+        ("int8, converted directly", quantize(backbone, calibration)),
         ("int8, average pools rewritten", convert_backbone(backbone, calibration)),
     ):
         lite = LiteModel(model)
         fps = frames_per_second(lambda x, run=lite: run(frames=x), frames)
         print(f"{name}: {fps:.1f} frames/s")
+    # The rewritten model at smaller calls: the scan's int8 calls are not padded to 32 rows.
+    for rows in (8, 16):
+        fps = frames_per_second(lambda x, n=rows: lite(frames=x[:n]), frames) * rows / BATCH
+        print(f"int8, average pools rewritten, {rows} frames a call: {fps:.1f} frames/s")
 
 
 if __name__ == "__main__":
